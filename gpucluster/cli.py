@@ -1,0 +1,165 @@
+"""The ``gpucluster`` command line: thin commands that call library functions and print with rich.
+
+Exit codes: 0 ok, 1 validation failures found, 2 bad input or usage. Heavy modules (the spec models,
+renderers, validators) are imported inside the commands so that ``--help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+app = typer.Typer(
+    name="gpucluster",
+    help="GPU clusters from one typed spec per environment: render and validate what a stack needs.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+out = Console()
+err = Console(stderr=True)
+
+EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
+
+StackOption = Annotated[
+    str, typer.Option("--stack", "-s", help="Stack name (stacks/Pulumi.NAME.yaml) or path to a stack file.")
+]
+StacksDirOption = Annotated[
+    Optional[Path], typer.Option("--stacks-dir", help="Where stack names are looked up (default: ./stacks).")
+]
+
+
+def _load(stack: str, stacks_dir: Path | None):
+    """Load a stack or exit 2 with every problem listed."""
+    from gpucluster.stackfile import SpecError, format_path, load_stack
+
+    try:
+        loaded = load_stack(stack, stacks_dir)
+    except SpecError as error:
+        err.print(f"[bold red]error:[/] {error.describe()}", highlight=False, markup=False)
+        raise typer.Exit(EXIT_BAD_INPUT) from None
+    for warning in loaded.warnings:
+        err.print(f"warning: {loaded.path}: {format_path(warning.path)}: {warning.message}", style="yellow", highlight=False)
+    return loaded
+
+
+@app.command()
+def stacks(stacks_dir: StacksDirOption = None) -> None:
+    """List the stacks: platform, distribution, pools and GPUs."""
+    from gpucluster.plan import make_plan
+    from gpucluster.stackfile import SpecError, list_stacks, load_stack, stack_name
+
+    table = Table("stack", "platform", "distribution", "pools", "GPUs (max)", "status")
+    invalid = False
+    for path in list_stacks(stacks_dir):
+        try:
+            loaded = load_stack(str(path))
+        except SpecError as error:
+            invalid = True
+            table.add_row(stack_name(path), "", "", "", "", f"[red]invalid ({len(error.problems)} problems)[/]")
+            continue
+        spec, plan = loaded.spec, make_plan(loaded.spec)
+        pools = ", ".join(f"{p.name} ({'+'.join(p.gpu_models)})" for p in plan.pools)
+        gpus = sum(p.max_gpus for p in plan.pools)
+        table.add_row(loaded.name, spec.platform, f"{spec.kubernetes.distribution} {spec.kubernetes.version}", pools, str(gpus), "ok")
+    out.print(table)
+    if invalid:
+        raise typer.Exit(EXIT_FAILED)
+
+
+@app.command()
+def render(
+    stack: StackOption,
+    out_dir: Annotated[Optional[Path], typer.Option("--out", "-o", help="Output directory (default: build/STACK).")] = None,
+    stacks_dir: StacksDirOption = None,
+) -> None:
+    """Render manifests, Helm releases and examples for a stack (atomically; re-rendering is byte-identical)."""
+    loaded = _load(stack, stacks_dir)
+    target = out_dir or Path("build") / loaded.name
+    files = _render_files(loaded.spec)
+    _write(files, target)
+    table = Table("file", "bytes", title=f"{loaded.name} -> {target}")
+    for path, content in files.items():
+        table.add_row(path, str(len(content)))
+    out.print(table)
+
+
+@app.command()
+def validate(
+    stack: StackOption,
+    crds: Annotated[Optional[Path], typer.Option("--crds", help="Directory of upstream CRD YAML files.")] = None,
+    chart_values: Annotated[
+        Optional[Path], typer.Option("--chart-values", help="Directory of upstream charts' values files (<chart>.values.yaml).")
+    ] = None,
+    stacks_dir: StacksDirOption = None,
+) -> None:
+    """Render to a temporary directory and check every object and Helm values file."""
+    for option, directory in (("--crds", crds), ("--chart-values", chart_values)):
+        if directory is not None and not directory.is_dir():
+            err.print(f"error: {option} {directory}: not a directory", style="red", highlight=False)
+            raise typer.Exit(EXIT_BAD_INPUT)
+    loaded = _load(stack, stacks_dir)
+    from gpucluster.validate import validate_output
+
+    with tempfile.TemporaryDirectory(prefix="gpucluster-validate-") as scratch:
+        rendered = Path(scratch) / loaded.name
+        _write(_render_files(loaded.spec), rendered)
+        report = validate_output(rendered, loaded.spec.kubernetes.version, crds, chart_values)
+    styles = {"ok": "green", "fail": "bold red", "unchecked": "yellow"}
+    table = Table("file", "object", "check", "status", "detail", title=f"validate {loaded.name}")
+    for check in report.checks:
+        table.add_row(check.file, check.subject, check.check, f"[{styles[check.status]}]{check.status}[/]", check.detail)
+    out.print(table)
+    failed = sum(c.status == "fail" for c in report.checks)
+    summary = f"{len(report.checks)} checks: {failed} failed, {len(report.unchecked)} unchecked"
+    out.print(summary, style="bold red" if failed else ("yellow" if report.unchecked else "green"))
+    if report.failed:
+        raise typer.Exit(EXIT_FAILED)
+
+
+@app.command()
+def schema(
+    markdown: Annotated[bool, typer.Option("--markdown", help="Print the field reference (docs/spec.md) instead.")] = False,
+) -> None:
+    """Print the ClusterSpec JSON Schema (for editor completion of stack files)."""
+    from gpucluster.docs import spec_json_schema, spec_markdown
+
+    sys.stdout.write(spec_markdown() if markdown else spec_json_schema())
+
+
+def _render_files(spec) -> dict[str, bytes]:
+    from gpucluster.render import render as render_bundle
+
+    return render_bundle(spec).files()
+
+
+def _write(files: dict[str, bytes], target: Path) -> None:
+    from gpucluster.output import write_tree
+
+    if target.exists() and not target.is_dir():
+        err.print(f"error: {target}: exists and is not a directory", style="red", highlight=False)
+        raise typer.Exit(EXIT_BAD_INPUT)
+    try:
+        write_tree(files, target)
+    except OSError as error:
+        err.print(f"error: cannot write {target}: {error.strerror or error}", style="red", highlight=False)
+        raise typer.Exit(EXIT_BAD_INPUT) from None
+
+
+def main() -> None:
+    try:
+        app()
+    except KeyboardInterrupt:
+        raise SystemExit(130) from None
+    except Exception as error:  # the last line of defence: no traceback reaches the user
+        if os.environ.get("GPUCLUSTER_DEBUG"):
+            raise
+        err.print(f"internal error: {type(error).__name__}: {error} (set GPUCLUSTER_DEBUG=1 for details)", style="red")
+        raise SystemExit(3) from None

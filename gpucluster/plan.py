@@ -1,0 +1,102 @@
+"""Derive what every back end needs from a valid spec: per-pool GPUs, node labels and taints, names.
+
+The plan is the one place where spec defaults turn into concrete facts (the labels a node carries, the
+device-plugin config it selects, the namespaces workloads run in), so the Kubernetes renderer, the
+Pulumi programs and the Ansible inventory agree on them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from gpucluster.catalog import catalog
+from gpucluster.spec import GPU_TAINT_KEY, ClusterSpec, NodePool, Taint, mig_layout, pool_gpu_models
+
+POOL_LABEL = "gpucluster.io/pool"
+DEVICE_PLUGIN_CONFIG_LABEL = "nvidia.com/device-plugin.config"
+MIG_CONFIG_LABEL = "nvidia.com/mig.config"
+MIG_DISABLED = "all-disabled"
+GPU_OPERATOR_NAMESPACE = "gpu-operator"
+MONITORING_NAMESPACE = "monitoring"
+INGRESS_NAMESPACE = "ingress-nginx"
+MANAGED_BY = {"app.kubernetes.io/managed-by": "gpucluster"}
+
+
+@dataclass(frozen=True)
+class PoolPlan:
+    spec: NodePool
+    gpu_models: tuple[str, ...]
+    gpus_per_node: int
+    max_nodes: int
+    efa_interfaces: int
+    labels: dict[str, str]
+    taints: tuple[Taint, ...]
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def mig_layouts(self) -> dict[str, dict[str, int]]:
+        """GPU model -> MIG profile -> instances per GPU (empty unless the pool uses MIG)."""
+        if self.spec.sharing.mode != "mig":
+            return {}
+        return {model: mig_layout(self.spec, model) for model in self.gpu_models}
+
+    @property
+    def max_gpus(self) -> int:
+        return self.gpus_per_node * self.max_nodes
+
+
+@dataclass(frozen=True)
+class Plan:
+    spec: ClusterSpec
+    pools: tuple[PoolPlan, ...]
+
+    @property
+    def workload_namespaces(self) -> tuple[str, ...]:
+        """Where GPU workloads run: the tenants' namespaces, or ``default`` without tenants."""
+        return tuple(t.ns for t in self.spec.tenants) or ("default",)
+
+    @property
+    def uses_mig(self) -> bool:
+        return any(pool.spec.sharing.mode == "mig" for pool in self.pools)
+
+    @property
+    def mig_strategy(self) -> str:
+        """The cluster-wide MIG strategy GPU feature discovery reports: mixed wins over single."""
+        strategies = {pool.spec.sharing.strategy for pool in self.pools if pool.spec.sharing.mode == "mig"}
+        return "mixed" if "mixed" in strategies else ("single" if strategies else "none")
+
+
+def make_plan(spec: ClusterSpec) -> Plan:
+    return Plan(spec=spec, pools=tuple(_pool_plan(pool) for pool in spec.node_pools))
+
+
+def _pool_plan(pool: NodePool) -> PoolPlan:
+    types = catalog().instance_types
+    if pool.instance_types:
+        first = types[pool.instance_types[0]]
+        gpus_per_node, max_nodes = first.gpus, pool.scaling.max
+        efa_interfaces = first.efa_interfaces if pool.efa else 0
+    else:
+        per_host = [sum(g.count for g in (h.gpus or ([pool.gpu] if pool.gpu else []))) for h in pool.hosts]
+        gpus_per_node, max_nodes, efa_interfaces = max(per_host), len(pool.hosts), 0
+    labels = {
+        **pool.labels,
+        POOL_LABEL: pool.name,
+        DEVICE_PLUGIN_CONFIG_LABEL: pool.name,
+    }
+    if pool.sharing.mode == "mig":
+        labels[MIG_CONFIG_LABEL] = pool.name
+    gpu_taint = Taint(key=GPU_TAINT_KEY, value="present", effect="NoSchedule")
+    taints = (gpu_taint, *(t for t in pool.taints if t.key != GPU_TAINT_KEY))
+    return PoolPlan(
+        spec=pool,
+        gpu_models=tuple(pool_gpu_models(pool)),
+        gpus_per_node=gpus_per_node,
+        max_nodes=max_nodes,
+        efa_interfaces=efa_interfaces,
+        labels=dict(sorted(labels.items())),
+        taints=taints,
+    )

@@ -1,0 +1,28 @@
+"""The Pulumi program: read the stack's ``gpucluster:cluster`` config, validate it, export the plan.
+
+A bad spec stops ``pulumi preview``/``up`` before any resource is registered. Cloud and bare-metal
+resources are added per platform by their own modules.
+"""
+
+from __future__ import annotations
+
+import pulumi
+
+from gpucluster.plan import make_plan
+from gpucluster.stackfile import SpecError, parse_spec
+
+
+def run() -> None:
+    raw = pulumi.Config("gpucluster").require_object("cluster")
+    try:
+        spec = parse_spec(raw, source=f"stack {pulumi.get_stack()} (gpucluster:cluster)")
+    except SpecError as error:
+        pulumi.log.error(error.describe())
+        raise pulumi.RunError("invalid cluster spec; nothing was changed") from None
+    plan = make_plan(spec)
+    pulumi.export("cluster", spec.name)
+    pulumi.export("platform", spec.platform)
+    pulumi.export(
+        "node_pools",
+        {pool.name: {"gpu_models": list(pool.gpu_models), "labels": pool.labels, "max_gpus": pool.max_gpus} for pool in plan.pools},
+    )

@@ -1,0 +1,29 @@
+"""Spec -> plan -> Kubernetes objects and Helm releases, gathered in a ``Bundle``.
+
+Each component module builds plain data from the plan; this module only decides which file each
+group of objects goes to (``NN-`` prefixes give the ``kubectl apply`` order).
+"""
+
+from __future__ import annotations
+
+from gpucluster.plan import make_plan
+from gpucluster.render import gpu, ingress, namespaces, nccl, tenancy
+from gpucluster.render.bundle import Bundle
+from gpucluster.spec import ClusterSpec
+
+
+def render(spec: ClusterSpec) -> Bundle:
+    plan = make_plan(spec)
+    return Bundle(
+        manifests={
+            "00-namespaces": namespaces.namespaces(plan),
+            "10-gpu-config": gpu.config_maps(plan),
+            "20-tenancy": tenancy.tenant_objects(plan),
+            "30-network-policies": tenancy.network_policies(plan),
+            "40-disruption-budgets": tenancy.disruption_budgets(plan),
+            "50-nccl": nccl.nccl_config_maps(plan),
+            "60-ingress": ingress.alb_ingress(plan),
+        },
+        releases=[gpu.operator_release(plan), *ingress.ingress_releases(plan)],
+        examples={"nccl-test": nccl.nccl_test_example(plan)},
+    )

@@ -1,0 +1,530 @@
+"""The typed cluster description: one ``ClusterSpec`` per environment.
+
+A spec lives as Pulumi stack config (``config: gpucluster:cluster:``) in ``stacks/Pulumi.<env>.yaml``.
+Field-level checks are pydantic constraints; rules that span fields are collected by
+``ClusterSpec._check_rules`` and raised together as ``RuleViolations`` so that every problem is reported
+with its own field path (see ``gpucluster.stackfile`` for how they reach the user).
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from dataclasses import dataclass
+from ipaddress import IPv4Network
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
+
+from gpucluster.catalog import catalog
+
+# Kubernetes minor versions gpucluster supports: the range kubernetes-validate ships schemas for.
+SUPPORTED_KUBERNETES_VERSIONS = tuple(f"1.{minor}" for minor in range(28, 38))
+
+DnsLabel = Annotated[
+    str,
+    StringConstraints(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length=63),
+    Field(description="A DNS-1123 label: lower-case letters, digits and '-', at most 63 characters."),
+]
+Quantity = Annotated[
+    str,
+    StringConstraints(pattern=r"^([0-9]+(\.[0-9]+)?)(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$"),
+    Field(description="A Kubernetes quantity such as '64', '500m', '256Gi'."),
+]
+ComponentVersion = Annotated[
+    str,
+    StringConstraints(pattern=r"^v?[0-9]+\.[0-9]+\.[0-9]+[-+.A-Za-z0-9]*$"),
+    Field(description="An exact release version; floating tags such as 'latest' are refused."),
+]
+LabelKey = Annotated[str, StringConstraints(pattern=r"^([a-z0-9.-]+/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")]
+LabelValue = Annotated[str, StringConstraints(pattern=r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$", max_length=63)]
+
+GPU_TAINT_KEY = "nvidia.com/gpu"
+
+
+class SpecModel(BaseModel):
+    """Base of every spec model: unknown keys are errors, values are immutable."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+@dataclass(frozen=True)
+class Violation:
+    """One broken rule: where (a path of field names and indexes), the value found, and what is allowed."""
+
+    path: tuple[str | int, ...]
+    value: Any
+    message: str
+
+
+class RuleViolations(ValueError):
+    """Every cross-field rule a spec breaks, raised together from the model validator."""
+
+    def __init__(self, violations: list[Violation]):
+        self.violations = violations
+        super().__init__("; ".join(f"{'.'.join(map(str, v.path))}: {v.message}" for v in violations))
+
+
+# --- hosts and GPUs ---------------------------------------------------------------------------------
+
+
+class GpuSet(SpecModel):
+    model: str = Field(description="GPU model, a key of the built-in catalog (e.g. 'A100-80GB', 'RTX-5090').")
+    count: int = Field(ge=1, le=16, description="GPUs of this model in one machine.")
+
+    @field_validator("model")
+    @classmethod
+    def _known_model(cls, model: str) -> str:
+        known = catalog().gpus
+        if model not in known:
+            raise ValueError(f"unknown GPU model {model!r}; allowed: {', '.join(known)}")
+        return model
+
+
+class Host(SpecModel):
+    """A machine. A pool host named like a control-plane host is that machine also running workloads."""
+
+    name: DnsLabel = Field(description="Hostname; becomes the Kubernetes node name and the Ansible inventory name.")
+    address: str = Field(min_length=1, description="IP address or DNS name Ansible connects to.")
+    gpus: list[GpuSet] = Field(default_factory=list, description="GPUs in this host; empty takes the pool's `gpu`.")
+
+
+class ControlPlane(SpecModel):
+    """Control-plane machines of a kubeadm or k3s cluster (EKS runs its own)."""
+
+    hosts: list[Host] = Field(default_factory=list, description="Existing machines (onprem/hybrid).")
+    instance_type: str | None = Field(None, description="EC2 instance type to provision (hybrid).")
+    count: int = Field(1, ge=1, le=7, description="Provisioned control-plane machines (with instance_type).")
+    endpoint: str | None = Field(
+        None,
+        description="host:port of the load balancer in front of the API servers; required with more than one.",
+    )
+
+
+# --- node pools -------------------------------------------------------------------------------------
+
+
+class Capacity(SpecModel):
+    type: Literal["on-demand", "spot", "mixed"] = Field("on-demand", description="How AWS capacity is bought.")
+    on_demand_base: int = Field(0, ge=0, description="Mixed: instances always bought on demand.")
+    on_demand_percentage: int = Field(
+        100, ge=0, le=100, description="Mixed: percentage of instances above the base bought on demand."
+    )
+
+
+class Scaling(SpecModel):
+    min: int = Field(0, ge=0)
+    max: int = Field(1, ge=1, le=1000)
+    desired: int = Field(1, ge=0)
+
+
+class Taint(SpecModel):
+    key: LabelKey
+    value: LabelValue = ""
+    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] = "NoSchedule"
+
+
+class Sharing(SpecModel):
+    """How one physical GPU is offered to pods."""
+
+    mode: Literal["none", "time-slicing", "mig"] = "none"
+    replicas: int | None = Field(None, description="time-slicing: pods that share one GPU (>= 2).")
+    rename_by_default: bool = Field(False, description="time-slicing: advertise as nvidia.com/gpu.shared.")
+    fail_requests_greater_than_one: bool = Field(
+        True, description="time-slicing: refuse requests for more than one shared GPU (they buy no extra compute)."
+    )
+    strategy: Literal["single", "mixed"] | None = Field(None, description="mig: the device plugin's MIG strategy.")
+    profile: str | None = Field(
+        None, description="mig single: the MIG profile every GPU is split into (e.g. '1g.10gb')."
+    )
+    layout: dict[str, int] | None = Field(
+        None, description="mig mixed: MIG profile -> instances per GPU (e.g. {'3g.40gb': 1, '2g.20gb': 2})."
+    )
+
+
+class NodePool(SpecModel):
+    name: DnsLabel
+    instance_types: list[str] = Field(
+        default_factory=list, description="AWS: EC2 instance types (catalog keys), first is preferred."
+    )
+    hosts: list[Host] = Field(default_factory=list, description="Onprem/hybrid: existing machines in this pool.")
+    gpu: GpuSet | None = Field(
+        None, description="GPU model and count per machine. AWS derives it from the instance type."
+    )
+    capacity: Capacity = Capacity()
+    scaling: Scaling = Scaling()
+    labels: dict[LabelKey, LabelValue] = Field(default_factory=dict)
+    taints: list[Taint] = Field(
+        default_factory=list, description="Extra taints; GPU pools always get nvidia.com/gpu=present:NoSchedule."
+    )
+    sharing: Sharing = Sharing()
+    efa: bool = Field(False, description="Attach EFA interfaces (needs EFA-capable instance types).")
+    availability_zone: str | None = Field(
+        None, description="Pin the pool to one AZ; required with EFA so the placement group's AZ is stable."
+    )
+    disk_gib: int = Field(200, ge=20, le=16384, description="Root volume size (always encrypted, gp3).")
+
+
+# --- cluster-wide sections --------------------------------------------------------------------------
+
+
+class KubernetesSpec(SpecModel):
+    distribution: Literal["eks", "kubeadm", "k3s"]
+    version: str = Field(description=f"Kubernetes minor version, one of {', '.join(SUPPORTED_KUBERNETES_VERSIONS)}.")
+    pod_cidr: IPv4Network = IPv4Network("10.244.0.0/16")
+    service_cidr: IPv4Network = IPv4Network("10.96.0.0/12")
+    control_plane: ControlPlane | None = Field(None, description="kubeadm/k3s only.")
+
+    @field_validator("version")
+    @classmethod
+    def _supported_version(cls, version: str) -> str:
+        if version not in SUPPORTED_KUBERNETES_VERSIONS:
+            raise ValueError(f"unsupported version {version!r}; allowed: {', '.join(SUPPORTED_KUBERNETES_VERSIONS)}")
+        return version
+
+
+class NetworkSpec(SpecModel):
+    fabric: Literal["ethernet", "infiniband", "efa"] = Field(
+        "ethernet", description="The GPU-to-GPU fabric between nodes; decides the NCCL settings."
+    )
+    cni: Literal["aws-vpc-cni", "calico", "cilium", "flannel"]
+    socket_ifname: str = Field("eth0", description="NCCL_SOCKET_IFNAME: interface(s) for NCCL bootstrap/TCP.")
+    ib_hcas: list[str] = Field(
+        default_factory=list, description="NCCL_IB_HCA: InfiniBand HCAs for NCCL (e.g. ['mlx5_0', 'mlx5_1'])."
+    )
+
+
+class RuntimeSpec(SpecModel):
+    name: Literal["containerd", "cri-o"] = "containerd"
+    cdi: bool = Field(False, description="Inject GPUs through the Container Device Interface.")
+
+
+class GpuStackSpec(SpecModel):
+    """Where the node-level NVIDIA software comes from."""
+
+    driver: Literal["host", "operator"] = Field(
+        "host", description="host: preinstalled (EKS GPU AMI, gpucluster's Ansible role); operator: the GPU operator."
+    )
+    driver_version: ComponentVersion = Field("580.105.08", description="NVIDIA driver branch to install.")
+    toolkit: Literal["host", "operator"] = Field("host", description="Where the NVIDIA container toolkit comes from.")
+
+
+class ComponentVersions(SpecModel):
+    gpu_operator: ComponentVersion = Field("v26.3.0", description="NVIDIA GPU operator Helm chart version.")
+    device_plugin: ComponentVersion = Field("v0.20.0", description="NVIDIA k8s-device-plugin image version.")
+    dcgm_exporter: ComponentVersion = Field("4.6.0-4.8.3-distroless", description="dcgm-exporter image tag (DCGM version-exporter version).")
+
+
+class Tenant(SpecModel):
+    name: DnsLabel
+    namespace: DnsLabel | None = Field(None, description="Defaults to the tenant name.")
+    gpus: int = Field(ge=0, description="Quota: requests.nvidia.com/gpu.")
+    cpu: Quantity = Field(description="Quota: requests.cpu (limits.cpu is twice this).")
+    memory: Quantity = Field(description="Quota: requests.memory (limits.memory is the same).")
+    default_cpu: Quantity = Field("1", description="LimitRange: default CPU limit per container.")
+    default_memory: Quantity = Field("4Gi", description="LimitRange: default memory limit per container.")
+    groups: list[str] = Field(default_factory=list, description="Identity groups bound to the tenant's Role.")
+    users: list[str] = Field(default_factory=list, description="Users bound to the tenant's Role.")
+
+    @property
+    def ns(self) -> str:
+        return self.namespace or self.name
+
+
+class AwsSpec(SpecModel):
+    region: str = Field(pattern=r"^[a-z]{2}(-gov)?-[a-z]+-[0-9]$")
+    availability_zones: list[str] = Field(min_length=2, description="At least two, as EKS requires.")
+    vpc_cidr: IPv4Network = IPv4Network("10.0.0.0/16")
+
+
+class IngressSpec(SpecModel):
+    controller: Literal["none", "nginx"] = "none"
+    load_balancer: Literal["service", "alb", "nlb"] = Field(
+        "service", description="What fronts the controller: a plain Service, an AWS ALB or an AWS NLB."
+    )
+
+
+class MonitoringSpec(SpecModel):
+    enabled: bool = True
+    gpu_temperature_alert_celsius: int = Field(85, ge=50, le=110)
+
+
+class AutoscalingSpec(SpecModel):
+    gpu_utilization_target: int | None = Field(
+        None, ge=1, le=100, description="HPA target on DCGM_FI_DEV_GPU_UTIL, percent."
+    )
+    cluster_autoscaler: bool = False
+
+
+class BackupSpec(SpecModel):
+    velero: bool = False
+    etcd_snapshots: bool = False
+    schedule: str = Field("0 2 * * *", description="Cron schedule for backups.")
+
+
+# --- the spec ---------------------------------------------------------------------------------------
+
+
+class ClusterSpec(SpecModel):
+    """One environment: where it runs, its Kubernetes, its GPU node pools and who uses them."""
+
+    name: DnsLabel = Field(description="Cluster name; prefixes cloud resources.")
+    platform: Literal["aws", "onprem", "hybrid"] = Field(
+        description="aws: EKS; onprem: existing machines; hybrid: EC2 machines configured by Ansible."
+    )
+    kubernetes: KubernetesSpec = Field(description="Distribution, version, CIDRs and control plane.")
+    network: NetworkSpec = Field(description="GPU fabric and CNI.")
+    runtime: RuntimeSpec = Field(RuntimeSpec(), description="Container runtime on the nodes.")
+    gpu_stack: GpuStackSpec = Field(GpuStackSpec(), description="Where the NVIDIA driver and toolkit come from.")
+    aws: AwsSpec | None = Field(None, description="Required on aws and hybrid.")
+    node_pools: list[NodePool] = Field(min_length=1, description="GPU node pools (at least one).")
+    components: ComponentVersions = Field(ComponentVersions(), description="Pinned versions of the GPU software.")
+    tenants: list[Tenant] = Field(default_factory=list, description="Teams sharing the cluster, with quotas.")
+    ingress: IngressSpec = Field(IngressSpec(), description="How traffic reaches workloads.")
+    monitoring: MonitoringSpec = Field(MonitoringSpec(), description="GPU metrics and alerts.")
+    autoscaling: AutoscalingSpec = Field(AutoscalingSpec(), description="Pod and node autoscaling.")
+    backups: BackupSpec = Field(BackupSpec(), description="Cluster backups.")
+
+    @model_validator(mode="after")
+    def _check_rules(self) -> ClusterSpec:
+        violations = list(_rule_violations(self))
+        if violations:
+            raise RuleViolations(violations)
+        return self
+
+
+# --- cross-field rules ------------------------------------------------------------------------------
+
+_MIG_PROFILE = re.compile(r"^[0-9]g\.[0-9]+gb(\+me)?$")
+
+
+def _rule_violations(spec: ClusterSpec):
+    yield from _platform_rules(spec)
+    for index, pool in enumerate(spec.node_pools):
+        yield from _pool_rules(spec, pool, ("node_pools", index))
+    yield from _uniqueness_rules(spec)
+
+
+def _platform_rules(spec: ClusterSpec):
+    distribution = spec.kubernetes.distribution
+    if distribution == "eks" and spec.platform != "aws":
+        yield Violation(("kubernetes", "distribution"), distribution, "eks runs only on platform 'aws'; use kubeadm or k3s")
+    if distribution != "eks" and spec.platform == "aws":
+        yield Violation(
+            ("kubernetes", "distribution"), distribution, "platform 'aws' uses 'eks'; kubeadm/k3s need onprem or hybrid"
+        )
+    if spec.platform in ("aws", "hybrid") and spec.aws is None:
+        yield Violation(("aws",), None, f"platform {spec.platform!r} needs an 'aws' section (region, availability_zones)")
+    if spec.platform == "onprem" and spec.aws is not None:
+        yield Violation(("aws",), "<section>", "platform 'onprem' takes no 'aws' section; remove it")
+    if distribution == "eks":
+        if spec.kubernetes.control_plane is not None:
+            yield Violation(("kubernetes", "control_plane"), "<section>", "EKS manages its control plane; remove it")
+        if spec.runtime.name != "containerd":
+            yield Violation(("runtime", "name"), spec.runtime.name, "EKS GPU AMIs run containerd; use 'containerd'")
+        if spec.network.cni not in ("aws-vpc-cni", "cilium"):
+            yield Violation(("network", "cni"), spec.network.cni, "EKS supports 'aws-vpc-cni' or 'cilium'")
+    else:
+        yield from _control_plane_rules(spec)
+        if spec.network.cni == "aws-vpc-cni":
+            yield Violation(("network", "cni"), "aws-vpc-cni", f"{distribution} uses 'calico', 'cilium' or 'flannel'")
+    if spec.network.fabric == "efa":
+        if spec.platform == "onprem":
+            yield Violation(("network", "fabric"), "efa", "EFA exists only on AWS; use 'infiniband' or 'ethernet' on-prem")
+        elif not any(pool.efa for pool in spec.node_pools):
+            yield Violation(("network", "fabric"), "efa", "fabric 'efa' needs at least one node pool with efa: true")
+    if spec.network.fabric == "infiniband" and spec.platform == "aws":
+        yield Violation(("network", "fabric"), "infiniband", "AWS has no InfiniBand; use 'efa' for its RDMA fabric")
+    if spec.ingress.load_balancer in ("alb", "nlb") and spec.platform != "aws":
+        yield Violation(
+            ("ingress", "load_balancer"), spec.ingress.load_balancer, "ALB/NLB exist only on platform 'aws'; use 'service'"
+        )
+    if spec.aws is not None:
+        for index, zone in enumerate(spec.aws.availability_zones):
+            if not zone.startswith(spec.aws.region):
+                yield Violation(("aws", "availability_zones", index), zone, f"zone is not in region {spec.aws.region!r}")
+
+
+def _control_plane_rules(spec: ClusterSpec):
+    control_plane = spec.kubernetes.control_plane
+    path = ("kubernetes", "control_plane")
+    if control_plane is None:
+        yield Violation(path, None, f"{spec.kubernetes.distribution} needs a control_plane (hosts or instance_type)")
+        return
+    if bool(control_plane.hosts) == bool(control_plane.instance_type):
+        yield Violation(path, "<section>", "give either 'hosts' (existing machines) or 'instance_type' (provisioned)")
+    if control_plane.instance_type and spec.platform != "hybrid":
+        yield Violation((*path, "instance_type"), control_plane.instance_type, "provisioned machines need platform 'hybrid'")
+    machines = len(control_plane.hosts) or (control_plane.count if control_plane.instance_type else 0)
+    if machines > 1 and not control_plane.endpoint:
+        yield Violation((*path, "endpoint"), None, f"{machines} control-plane machines need a load-balanced endpoint")
+    if machines > 1 and machines % 2 == 0:
+        yield Violation(path, machines, "etcd needs an odd number of control-plane machines (1, 3, 5)")
+
+
+def _pool_rules(spec: ClusterSpec, pool: NodePool, path: tuple):
+    types = catalog().instance_types
+    provisioned = bool(pool.instance_types)
+    if provisioned == bool(pool.hosts):
+        yield Violation(path, pool.name, "a pool lists either 'instance_types' (provisioned) or 'hosts' (existing)")
+    if spec.platform == "aws" and pool.hosts:
+        yield Violation((*path, "hosts"), "<list>", "platform 'aws' provisions machines; use 'instance_types'")
+    if spec.platform == "onprem" and pool.instance_types:
+        yield Violation((*path, "instance_types"), pool.instance_types, "platform 'onprem' uses 'hosts'")
+    for index, name in enumerate(pool.instance_types):
+        if name not in types:
+            gpu_types = ", ".join(sorted(types))
+            yield Violation((*path, "instance_types", index), name, f"not a GPU instance type; allowed: {gpu_types}")
+    known = [types[name] for name in pool.instance_types if name in types]
+    if known:
+        yield from _instance_type_rules(pool, known, path)
+    elif pool.hosts and pool.gpu is None:
+        for index, host in enumerate(pool.hosts):
+            if not host.gpus:
+                yield Violation((*path, "hosts", index, "gpus"), [], "list the host's GPUs or set the pool's 'gpu'")
+    if pool.efa and pool.hosts:
+        yield Violation((*path, "efa"), True, "EFA is for AWS instance types; on-prem hosts use fabric 'infiniband'")
+    if pool.efa and spec.network.fabric != "efa":
+        yield Violation((*path, "efa"), True, f"efa pools need network.fabric 'efa' (it is {spec.network.fabric!r})")
+    if pool.efa and not pool.availability_zone:
+        yield Violation((*path, "availability_zone"), None, "EFA pools need one availability zone for their placement group")
+    if pool.availability_zone and spec.aws and pool.availability_zone not in spec.aws.availability_zones:
+        yield Violation(
+            (*path, "availability_zone"), pool.availability_zone, f"allowed: {', '.join(spec.aws.availability_zones)}"
+        )
+    scaling = pool.scaling
+    if not scaling.min <= scaling.desired <= scaling.max:
+        yield Violation((*path, "scaling"), scaling.model_dump(), "needs min <= desired <= max")
+    if pool.capacity.on_demand_base > scaling.max:
+        yield Violation(
+            (*path, "capacity", "on_demand_base"), pool.capacity.on_demand_base, f"must be <= scaling.max ({scaling.max})"
+        )
+    if pool.capacity.type != "on-demand" and pool.hosts:
+        yield Violation((*path, "capacity", "type"), pool.capacity.type, "spot/mixed capacity exists only on AWS")
+    yield from _sharing_rules(pool, path)
+
+
+def _instance_type_rules(pool: NodePool, known: list, path: tuple):
+    models = {t.gpu for t in known}
+    if len(models) > 1:
+        yield Violation(
+            (*path, "instance_types"), pool.instance_types, f"mixes GPU models {sorted(models)}; a pool has one GPU model"
+        )
+    first = known[0]
+    if pool.gpu is not None:
+        if pool.gpu.model != first.gpu:
+            yield Violation(
+                (*path, "gpu", "model"), pool.gpu.model, f"{pool.instance_types[0]} has {first.gpu}; drop 'gpu' or fix it"
+            )
+        if pool.gpu.count != first.gpus:
+            yield Violation(
+                (*path, "gpu", "count"), pool.gpu.count, f"{pool.instance_types[0]} has {first.gpus} GPUs; drop 'gpu' or fix it"
+            )
+    if pool.efa:
+        for index, name in enumerate(pool.instance_types):
+            if name in catalog().instance_types and catalog().instance_types[name].efa_interfaces == 0:
+                capable = sorted(n for n, t in catalog().instance_types.items() if t.efa_interfaces and t.gpu == first.gpu)
+                yield Violation(
+                    (*path, "instance_types", index), name, f"does not support EFA; EFA-capable with {first.gpu}: {capable}"
+                )
+
+
+def _sharing_rules(pool: NodePool, path: tuple):
+    sharing = pool.sharing
+    spath = (*path, "sharing")
+    if sharing.mode != "time-slicing" and sharing.replicas is not None:
+        yield Violation((*spath, "replicas"), sharing.replicas, "replicas apply to mode 'time-slicing' only")
+    if sharing.mode != "mig" and (sharing.strategy or sharing.profile or sharing.layout):
+        yield Violation((*spath, "mode"), sharing.mode, "strategy/profile/layout apply to mode 'mig' only")
+    if sharing.mode == "time-slicing" and (sharing.replicas is None or sharing.replicas < 2):
+        yield Violation((*spath, "replicas"), sharing.replicas, "time-slicing needs replicas >= 2")
+    if sharing.mode != "mig":
+        return
+    models = pool_gpu_models(pool)
+    for model in models:
+        if catalog().gpus[model].mig is None:
+            capable = [name for name, gpu in catalog().gpus.items() if gpu.mig]
+            yield Violation((*spath, "mode"), "mig", f"{model} is not MIG-capable; MIG-capable GPUs: {', '.join(capable)}")
+    if sharing.strategy is None:
+        yield Violation((*spath, "strategy"), None, "mig needs strategy 'single' or 'mixed'")
+    if sharing.strategy == "single" and (sharing.profile is None or sharing.layout):
+        yield Violation((*spath, "profile"), sharing.profile, "strategy 'single' takes one 'profile' and no 'layout'")
+    if sharing.strategy == "mixed" and (not sharing.layout or sharing.profile):
+        yield Violation((*spath, "layout"), sharing.layout, "strategy 'mixed' takes a 'layout' and no 'profile'")
+    for model in models:
+        mig = catalog().gpus[model].mig
+        if mig is not None:
+            yield from _mig_layout_rules(model, mig, mig_layout(pool, model), spath)
+
+
+def _mig_layout_rules(model: str, mig, layout: dict[str, int], spath: tuple):
+    field = "profile" if len(layout) <= 1 else "layout"
+    for profile, count in layout.items():
+        if profile not in mig.profiles:
+            yield Violation((*spath, field), profile, f"not a {model} MIG profile; allowed: {', '.join(mig.profiles)}")
+            return
+        if not 1 <= count <= mig.profiles[profile].max_instances:
+            yield Violation(
+                (*spath, field), {profile: count}, f"{model} fits 1..{mig.profiles[profile].max_instances} of {profile}"
+            )
+    compute = sum(mig.profiles[p].compute * n for p, n in layout.items())
+    memory = sum(mig.profiles[p].memory * n for p, n in layout.items())
+    if compute > mig.compute_slices or memory > mig.memory_slices:
+        yield Violation(
+            (*spath, field),
+            layout,
+            f"needs {compute} compute / {memory} memory slices; {model} has {mig.compute_slices} / {mig.memory_slices}",
+        )
+
+
+def _uniqueness_rules(spec: ClusterSpec):
+    def duplicates(names):
+        return sorted(name for name, n in Counter(names).items() if n > 1)
+
+    for name in duplicates(pool.name for pool in spec.node_pools):
+        yield Violation(("node_pools",), name, "pool names must be unique")
+    control_hosts = spec.kubernetes.control_plane.hosts if spec.kubernetes.control_plane else []
+    for name in duplicates(host.name for host in control_hosts):
+        yield Violation(("kubernetes", "control_plane", "hosts"), name, "host names must be unique")
+    for name in duplicates(h.name for pool in spec.node_pools for h in pool.hosts):
+        yield Violation(("node_pools",), name, "a host belongs to one pool; host names must be unique across pools")
+    control_addresses = {host.name: host.address for host in control_hosts}
+    for index, pool in enumerate(spec.node_pools):
+        for host_index, host in enumerate(pool.hosts):
+            if control_addresses.get(host.name, host.address) != host.address:
+                yield Violation(
+                    ("node_pools", index, "hosts", host_index, "address"),
+                    host.address,
+                    f"{host.name} is also a control-plane host, at {control_addresses[host.name]}; use one address",
+                )
+    for name in duplicates(tenant.ns for tenant in spec.tenants):
+        yield Violation(("tenants",), name, "tenant namespaces must be unique")
+    for index, tenant in enumerate(spec.tenants):
+        if not (tenant.groups or tenant.users):
+            yield Violation(("tenants", index), tenant.name, "name at least one of 'groups' or 'users' to bind its Role")
+
+
+# --- derived facts the rules and the renderers share -------------------------------------------------
+
+
+def pool_gpu_models(pool: NodePool) -> list[str]:
+    """The distinct GPU models in a pool, in first-seen order."""
+    types = catalog().instance_types
+    if pool.instance_types:
+        return list(dict.fromkeys(types[t].gpu for t in pool.instance_types if t in types))
+    models = [gpu.model for host in pool.hosts for gpu in (host.gpus or ([pool.gpu] if pool.gpu else []))]
+    return list(dict.fromkeys(models))
+
+
+def mig_layout(pool: NodePool, model: str) -> dict[str, int]:
+    """MIG profile -> instances per GPU for one GPU model of a MIG pool."""
+    sharing = pool.sharing
+    if sharing.layout:
+        return dict(sharing.layout)
+    if sharing.profile:
+        mig = catalog().gpus[model].mig
+        profile = mig.profiles.get(sharing.profile) if mig else None
+        if profile is None:
+            return {sharing.profile: 1}
+        return {sharing.profile: min(profile.max_instances, mig.compute_slices // profile.compute)}
+    return {}

@@ -1,0 +1,150 @@
+"""Find Pulumi stack files, read the ``gpucluster:cluster`` config from them and validate it.
+
+Every way a stack can be wrong ends in ``SpecError``: the file, and for each problem the field path, the
+value found and what is allowed. Nothing else escapes to the user.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from gpucluster.spec import ClusterSpec, RuleViolations, Violation
+
+CONFIG_KEY = "gpucluster:cluster"
+STACK_PREFIX, STACK_SUFFIX = "Pulumi.", ".yaml"
+
+
+class SpecError(Exception):
+    """A stack that cannot be used, with every problem found in it."""
+
+    def __init__(self, source: str, problems: list[Violation]):
+        self.source = source
+        self.problems = problems
+        super().__init__(self.describe())
+
+    def describe(self) -> str:
+        lines = [f"{self.source}: {len(self.problems)} problem(s) in the cluster spec"]
+        for problem in self.problems:
+            lines.append(f"  {format_path(problem.path)}: {problem.message} (found: {_short(problem.value)})")
+        return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class Stack:
+    name: str
+    path: Path
+    spec: ClusterSpec
+    warnings: list[Violation] = field(default_factory=list)
+
+
+def format_path(path: tuple) -> str:
+    """('node_pools', 0, 'sharing', 'replicas') -> 'gpucluster:cluster.node_pools[0].sharing.replicas'."""
+    text = CONFIG_KEY
+    for part in path:
+        text += f"[{part}]" if isinstance(part, int) else f".{part}"
+    return text
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def default_stacks_dir() -> Path:
+    """``stacks/`` under the nearest directory (from the working directory up) that holds Pulumi.yaml."""
+    here = Path.cwd().resolve()
+    for directory in (here, *here.parents):
+        if (directory / "Pulumi.yaml").is_file():
+            return directory / "stacks"
+    return here / "stacks"
+
+
+def stack_path(ref: str, stacks_dir: Path | None = None) -> Path:
+    """A stack name (``eks-t4``) means ``stacks/Pulumi.eks-t4.yaml``; anything path-like is used as given."""
+    if "/" in ref or ref.endswith((".yaml", ".yml")):
+        return Path(ref)
+    return (stacks_dir or default_stacks_dir()) / f"{STACK_PREFIX}{ref}{STACK_SUFFIX}"
+
+
+def stack_name(path: Path) -> str:
+    name = path.name
+    if name.startswith(STACK_PREFIX) and name.endswith(STACK_SUFFIX):
+        return name[len(STACK_PREFIX) : -len(STACK_SUFFIX)]
+    return path.stem
+
+
+def list_stacks(stacks_dir: Path | None = None) -> list[Path]:
+    directory = stacks_dir or default_stacks_dir()
+    return sorted(directory.glob(f"{STACK_PREFIX}*{STACK_SUFFIX}"))
+
+
+def load_stack(ref: str, stacks_dir: Path | None = None) -> Stack:
+    path = stack_path(ref, stacks_dir)
+    source = str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        known = ", ".join(stack_name(p) for p in list_stacks(stacks_dir)) or "none"
+        raise SpecError(source, [Violation((), ref, f"no such stack file; known stacks: {known}")]) from None
+    except OSError as error:
+        raise SpecError(source, [Violation((), ref, f"cannot read: {error.strerror}")]) from None
+    try:
+        document = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise SpecError(source, [Violation((), "<yaml>", f"not valid YAML{where}: {getattr(error, 'problem', error)}")]) from None
+    config = document.get("config") if isinstance(document, dict) else None
+    if not isinstance(config, dict) or CONFIG_KEY not in config:
+        raise SpecError(source, [Violation((), None, f"the file needs 'config: {CONFIG_KEY}:' holding the cluster spec")])
+    spec = parse_spec(config[CONFIG_KEY], source)
+    return Stack(name=stack_name(path), path=path, spec=spec, warnings=spec_warnings(spec))
+
+
+def parse_spec(raw: Any, source: str) -> ClusterSpec:
+    """Validate one raw spec (as read from YAML or Pulumi config); raise SpecError with every problem."""
+    try:
+        return ClusterSpec.model_validate(raw)
+    except ValidationError as error:
+        raise SpecError(source, _violations(error)) from None
+
+
+def _violations(error: ValidationError) -> list[Violation]:
+    problems = []
+    for item in error.errors(include_url=False):
+        cause = (item.get("ctx") or {}).get("error")
+        if isinstance(cause, RuleViolations):
+            loc = tuple(item["loc"])
+            problems.extend(Violation(loc + v.path, v.value, v.message) for v in cause.violations)
+            continue
+        message = item["msg"].removeprefix("Value error, ")
+        if item["type"] == "literal_error":
+            message = f"allowed: {item['ctx']['expected']}"
+        elif item["type"] == "extra_forbidden":
+            message = "unknown field; see `gpucluster schema` or docs/spec.md for the fields allowed here"
+        elif item["type"] == "missing":
+            message = "required field is missing"
+        value = "<missing>" if item["type"] == "missing" else item.get("input")
+        problems.append(Violation(tuple(item["loc"]), value, message))
+    return problems
+
+
+def spec_warnings(spec: ClusterSpec) -> list[Violation]:
+    """Things that work but are probably not what was meant."""
+    warnings = []
+    for index, pool in enumerate(spec.node_pools):
+        if pool.capacity.type != "on-demand" and len(pool.instance_types) == 1:
+            warnings.append(
+                Violation(
+                    ("node_pools", index, "instance_types"),
+                    pool.instance_types,
+                    f"{pool.capacity.type} capacity with one instance type is easily interrupted; "
+                    "list at least two with the same GPU (e.g. several sizes of one family)",
+                )
+            )
+    return warnings
