@@ -45,6 +45,7 @@ class InstanceType(_Frozen):
     memory_gib: float
     gpu_memory_gib: float
     efa_interfaces: int
+    efa_device_rdma: bool = Field(False, description="EFA can read/write GPU memory directly (p4d, p5).")
     on_demand_usd_per_hour: float
 
 

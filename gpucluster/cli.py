@@ -56,7 +56,9 @@ def stacks(stacks_dir: StacksDirOption = None) -> None:
     from gpucluster.plan import make_plan
     from gpucluster.stackfile import SpecError, list_stacks, load_stack, stack_name
 
-    table = Table("stack", "platform", "distribution", "pools", "GPUs (max)", "status")
+    table = Table("platform", "distribution", "pools", "GPUs (max)", "status")
+    table.add_column("stack", no_wrap=True)
+    table.columns.insert(0, table.columns.pop())
     invalid = False
     for path in list_stacks(stacks_dir):
         try:
@@ -66,7 +68,7 @@ def stacks(stacks_dir: StacksDirOption = None) -> None:
             table.add_row(stack_name(path), "", "", "", "", f"[red]invalid ({len(error.problems)} problems)[/]")
             continue
         spec, plan = loaded.spec, make_plan(loaded.spec)
-        pools = ", ".join(f"{p.name} ({'+'.join(p.gpu_models)})" for p in plan.pools)
+        pools = "\n".join(f"{p.name} ({'+'.join(p.gpu_models)})" for p in plan.pools)
         gpus = sum(p.max_gpus for p in plan.pools)
         table.add_row(loaded.name, spec.platform, f"{spec.kubernetes.distribution} {spec.kubernetes.version}", pools, str(gpus), "ok")
     out.print(table)

@@ -14,7 +14,16 @@ from dataclasses import dataclass
 from ipaddress import IPv4Network
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
 
 from gpucluster.catalog import catalog
 
@@ -31,15 +40,32 @@ Quantity = Annotated[
     StringConstraints(pattern=r"^([0-9]+(\.[0-9]+)?)(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$"),
     Field(description="A Kubernetes quantity such as '64', '500m', '256Gi'."),
 ]
+_EXACT_VERSION = re.compile(r"^v?[0-9]+\.[0-9]+\.[0-9]+[-+.A-Za-z0-9]*$")
+
+
+def _exact_version(value: Any) -> Any:
+    if isinstance(value, str) and not _EXACT_VERSION.match(value):
+        raise ValueError(f"{value!r} is not an exact release; pin one such as 'v0.20.0' ('latest' and ranges drift)")
+    return value
+
+
+def _network_text(value: Any) -> Any:
+    if not isinstance(value, (str, IPv4Network)):
+        raise ValueError("write the network as a CIDR string such as '10.244.0.0/16'")
+    return value
+
+
 ComponentVersion = Annotated[
     str,
-    StringConstraints(pattern=r"^v?[0-9]+\.[0-9]+\.[0-9]+[-+.A-Za-z0-9]*$"),
+    AfterValidator(_exact_version),
     Field(description="An exact release version; floating tags such as 'latest' are refused."),
 ]
+Cidr = Annotated[IPv4Network, BeforeValidator(_network_text)]
 LabelKey = Annotated[str, StringConstraints(pattern=r"^([a-z0-9.-]+/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")]
 LabelValue = Annotated[str, StringConstraints(pattern=r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$", max_length=63)]
 
 GPU_TAINT_KEY = "nvidia.com/gpu"
+RESERVED_POOL_NAME = "default"
 
 
 class SpecModel(BaseModel):
@@ -171,13 +197,15 @@ class NodePool(SpecModel):
 class KubernetesSpec(SpecModel):
     distribution: Literal["eks", "kubeadm", "k3s"]
     version: str = Field(description=f"Kubernetes minor version, one of {', '.join(SUPPORTED_KUBERNETES_VERSIONS)}.")
-    pod_cidr: IPv4Network = IPv4Network("10.244.0.0/16")
-    service_cidr: IPv4Network = IPv4Network("10.96.0.0/12")
+    pod_cidr: Cidr = IPv4Network("10.244.0.0/16")
+    service_cidr: Cidr = IPv4Network("10.96.0.0/12")
     control_plane: ControlPlane | None = Field(None, description="kubeadm/k3s only.")
 
-    @field_validator("version")
+    @field_validator("version", mode="before")
     @classmethod
-    def _supported_version(cls, version: str) -> str:
+    def _supported_version(cls, version: Any) -> str:
+        if not isinstance(version, str):
+            raise ValueError(f"quote the version (YAML reads {version!r} as a number); allowed: {', '.join(SUPPORTED_KUBERNETES_VERSIONS)}")
         if version not in SUPPORTED_KUBERNETES_VERSIONS:
             raise ValueError(f"unsupported version {version!r}; allowed: {', '.join(SUPPORTED_KUBERNETES_VERSIONS)}")
         return version
@@ -234,7 +262,7 @@ class Tenant(SpecModel):
 class AwsSpec(SpecModel):
     region: str = Field(pattern=r"^[a-z]{2}(-gov)?-[a-z]+-[0-9]$")
     availability_zones: list[str] = Field(min_length=2, description="At least two, as EKS requires.")
-    vpc_cidr: IPv4Network = IPv4Network("10.0.0.0/16")
+    vpc_cidr: Cidr = IPv4Network("10.0.0.0/16")
 
 
 class IngressSpec(SpecModel):
@@ -333,6 +361,10 @@ def _platform_rules(spec: ClusterSpec):
             yield Violation(("network", "fabric"), "efa", "EFA exists only on AWS; use 'infiniband' or 'ethernet' on-prem")
         elif not any(pool.efa for pool in spec.node_pools):
             yield Violation(("network", "fabric"), "efa", "fabric 'efa' needs at least one node pool with efa: true")
+    if spec.kubernetes.pod_cidr.overlaps(spec.kubernetes.service_cidr):
+        yield Violation(
+            ("kubernetes", "service_cidr"), str(spec.kubernetes.service_cidr), f"overlaps pod_cidr {spec.kubernetes.pod_cidr}"
+        )
     if spec.network.fabric == "infiniband" and spec.platform == "aws":
         yield Violation(("network", "fabric"), "infiniband", "AWS has no InfiniBand; use 'efa' for its RDMA fabric")
     if spec.ingress.load_balancer in ("alb", "nlb") and spec.platform != "aws":
@@ -441,6 +473,8 @@ def _sharing_rules(pool: NodePool, path: tuple):
     if sharing.mode != "mig":
         return
     models = pool_gpu_models(pool)
+    if len(models) > 1:
+        yield Violation((*spath, "mode"), "mig", f"MIG pools need one GPU model; this pool has {', '.join(models)}")
     for model in models:
         if catalog().gpus[model].mig is None:
             capable = [name for name, gpu in catalog().gpus.items() if gpu.mig]
@@ -454,11 +488,11 @@ def _sharing_rules(pool: NodePool, path: tuple):
     for model in models:
         mig = catalog().gpus[model].mig
         if mig is not None:
-            yield from _mig_layout_rules(model, mig, mig_layout(pool, model), spath)
+            field = "layout" if sharing.layout else "profile"
+            yield from _mig_layout_rules(model, mig, mig_layout(pool, model), field, spath)
 
 
-def _mig_layout_rules(model: str, mig, layout: dict[str, int], spath: tuple):
-    field = "profile" if len(layout) <= 1 else "layout"
+def _mig_layout_rules(model: str, mig, layout: dict[str, int], field: str, spath: tuple):
     for profile, count in layout.items():
         if profile not in mig.profiles:
             yield Violation((*spath, field), profile, f"not a {model} MIG profile; allowed: {', '.join(mig.profiles)}")
@@ -483,6 +517,9 @@ def _uniqueness_rules(spec: ClusterSpec):
 
     for name in duplicates(pool.name for pool in spec.node_pools):
         yield Violation(("node_pools",), name, "pool names must be unique")
+    for index, pool in enumerate(spec.node_pools):
+        if pool.name == RESERVED_POOL_NAME:
+            yield Violation(("node_pools", index, "name"), pool.name, "'default' names the device plugin's fallback config; pick another name")
     control_hosts = spec.kubernetes.control_plane.hosts if spec.kubernetes.control_plane else []
     for name in duplicates(host.name for host in control_hosts):
         yield Violation(("kubernetes", "control_plane", "hosts"), name, "host names must be unique")

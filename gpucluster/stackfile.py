@@ -93,6 +93,8 @@ def load_stack(ref: str, stacks_dir: Path | None = None) -> Stack:
         raise SpecError(source, [Violation((), ref, f"no such stack file; known stacks: {known}")]) from None
     except OSError as error:
         raise SpecError(source, [Violation((), ref, f"cannot read: {error.strerror}")]) from None
+    except UnicodeDecodeError as error:
+        raise SpecError(source, [Violation((), ref, f"not UTF-8 text (byte {error.start})")]) from None
     try:
         document = yaml.safe_load(text)
     except yaml.YAMLError as error:

@@ -14,9 +14,10 @@ from importlib import resources
 from gpucluster.plan import GPU_OPERATOR_NAMESPACE, MIG_DISABLED, Plan, PoolPlan
 from gpucluster.render.bundle import HelmRelease
 from gpucluster.render.k8s import config_map, k8s_object, to_yaml
+from gpucluster.spec import RESERVED_POOL_NAME
 
 DEVICE_PLUGIN_CONFIG = "gpucluster-device-plugin"
-DEVICE_PLUGIN_FALLBACK = "default"
+DEVICE_PLUGIN_FALLBACK = RESERVED_POOL_NAME
 MIG_PARTED_CONFIG = "gpucluster-mig-parted"
 DCGM_METRICS_CONFIG = "gpucluster-dcgm-metrics"
 DCGM_METRICS_FILE = "dcgm-metrics.csv"

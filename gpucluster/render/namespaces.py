@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from gpucluster.plan import GPU_OPERATOR_NAMESPACE, Plan
+from gpucluster.plan import GPU_OPERATOR_NAMESPACE, INGRESS_NAMESPACE, Plan
 from gpucluster.render.k8s import k8s_object
 
 TENANT_LABEL = "gpucluster.io/tenant"
@@ -18,7 +18,10 @@ def _namespace(name: str, enforce: str, extra: dict[str, str] | None = None) -> 
 
 
 def namespaces(plan: Plan) -> list[dict]:
-    """The GPU operator's namespace (its operands are privileged) and one baseline namespace per tenant."""
+    """The GPU operator's namespace (its operands are privileged), the ingress controller's, and one
+    baseline namespace per tenant. Created here so manifests in them apply before the Helm releases."""
     objects = [_namespace(GPU_OPERATOR_NAMESPACE, "privileged")]
+    if plan.spec.ingress.controller == "nginx":
+        objects.append(_namespace(INGRESS_NAMESPACE, "baseline"))
     objects += [_namespace(t.ns, "baseline", {TENANT_LABEL: t.name}) for t in plan.spec.tenants]
     return objects

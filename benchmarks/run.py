@@ -1,0 +1,88 @@
+"""Print gpucluster's speed figures next to their targets.
+
+- ``gpucluster --help`` time against the import floor of its CLI libraries (target: within 1.3x);
+- render + validate time per reference stack (target: the largest under 3 s);
+- render time for 1 / 10 / 100 node pools (target: linear in pools).
+
+Run with ``scripts/dev.sh bench`` (or ``.venv/bin/python benchmarks/run.py``).
+"""
+
+from __future__ import annotations
+
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+REFERENCE = ROOT.parent / "shared" / "reference"
+sys.path.insert(0, str(ROOT))
+
+from gpucluster.output import write_tree  # noqa: E402
+from gpucluster.render import render  # noqa: E402
+from gpucluster.spec import ClusterSpec  # noqa: E402
+from gpucluster.stackfile import list_stacks, load_stack  # noqa: E402
+from gpucluster.validate import validate_output  # noqa: E402
+
+
+def median_seconds(command: list[str], runs: int = 7) -> float:
+    timings = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        subprocess.run(command, check=True, capture_output=True)
+        timings.append(time.perf_counter() - start)
+    return statistics.median(timings)
+
+
+def cli_startup() -> None:
+    python = sys.executable
+    floor = median_seconds([python, "-c", "import typer, rich.console, pydantic, yaml"])
+    help_time = median_seconds([python, "-m", "gpucluster", "--help"])
+    ratio = help_time / floor
+    verdict = "ok" if ratio <= 1.3 else "OVER TARGET"
+    print(f"cli  import floor {floor * 1000:7.1f} ms   --help {help_time * 1000:7.1f} ms   ratio {ratio:.2f} (target <= 1.30) {verdict}")
+
+
+def stacks() -> None:
+    crds = REFERENCE / "crds" if REFERENCE.is_dir() else None
+    charts = REFERENCE / "charts" if REFERENCE.is_dir() else None
+    for path in list_stacks(ROOT / "stacks"):
+        stack = load_stack(str(path))
+        with tempfile.TemporaryDirectory() as scratch:
+            start = time.perf_counter()
+            write_tree(render(stack.spec).files(), Path(scratch) / "out")
+            report = validate_output(Path(scratch) / "out", stack.spec.kubernetes.version, crds, charts)
+            elapsed = time.perf_counter() - start
+        verdict = "ok" if elapsed < 3 else "OVER TARGET"
+        print(f"stack {stack.name:16} render+validate {elapsed * 1000:8.1f} ms  ({len(report.checks)} checks) {verdict}")
+
+
+def spec_with_pools(count: int) -> ClusterSpec:
+    raw = load_stack(str(ROOT / "stacks" / "Pulumi.eks-t4.yaml")).spec.model_dump(mode="json")
+    template = raw["node_pools"][0]
+    raw["node_pools"] = [{**template, "name": f"pool-{index}"} for index in range(count)]
+    return ClusterSpec.model_validate(raw)
+
+
+def pool_scaling() -> None:
+    render(spec_with_pools(1))  # warm caches
+    per_pool = {}
+    for count in (1, 10, 100):
+        spec = spec_with_pools(count)
+        runs = []
+        for _ in range(5):
+            start = time.perf_counter()
+            render(spec).files()
+            runs.append(time.perf_counter() - start)
+        per_pool[count] = statistics.median(runs)
+        print(f"pools {count:4}  render {per_pool[count] * 1000:8.2f} ms  ({per_pool[count] / count * 1000:.3f} ms/pool)")
+    growth = per_pool[100] / per_pool[10]
+    print(f"pools 10 -> 100: time x{growth:.1f} for 10x pools (linear: about x10 or less)")
+
+
+if __name__ == "__main__":
+    cli_startup()
+    stacks()
+    pool_scaling()

@@ -1,0 +1,188 @@
+"""NCCL settings for the cluster's GPU fabric, a sample all-reduce Job, and the EFA request guard.
+
+Workloads take the settings with ``envFrom: [{configMapRef: {name: nccl-env}}]``. On EFA, setting
+``FI_PROVIDER=efa`` is not enough: a container that does not also request ``vpc.amazonaws.com/efa`` has
+no EFA device, and NCCL silently falls back to TCP sockets. ``efa_env_without_request`` finds such
+containers.
+"""
+
+from __future__ import annotations
+
+from gpucluster.catalog import catalog
+from gpucluster.plan import POOL_LABEL, Plan, PoolPlan
+from gpucluster.render.k8s import config_map, k8s_object
+from gpucluster.spec import Taint
+
+NCCL_ENV_CONFIG_MAP = "nccl-env"
+NCCL_TEST_NAME = "nccl-allreduce-test"
+# NVIDIA's PyTorch container ships the nccl-tests binaries (all_reduce_perf, ...) on its PATH. CUDA 12.9
+# runs on driver branch 575 and newer, the oldest a reference stack pins.
+NCCL_TEST_IMAGE = "nvcr.io/nvidia/pytorch:25.06-py3"
+GPU_RESOURCE = "nvidia.com/gpu"
+EFA_RESOURCE = "vpc.amazonaws.com/efa"
+
+# Where the pod spec sits in each workload kind.
+_POD_SPEC_PATHS = {
+    "Pod": ("spec",),
+    "Deployment": ("spec", "template", "spec"),
+    "StatefulSet": ("spec", "template", "spec"),
+    "DaemonSet": ("spec", "template", "spec"),
+    "ReplicaSet": ("spec", "template", "spec"),
+    "Job": ("spec", "template", "spec"),
+    "CronJob": ("spec", "jobTemplate", "spec", "template", "spec"),
+}
+
+
+def nccl_env(plan: Plan) -> dict[str, str]:
+    """Environment for NCCL on the cluster's fabric, sorted by name.
+
+    - ethernet: TCP sockets on ``socket_ifname``, InfiniBand verbs off.
+    - infiniband: verbs on the listed HCAs (``mlx5`` matches every ConnectX port by prefix); NCCL picks
+      the GPUDirect RDMA level from the PCI topology itself.
+    - efa: libfabric's EFA provider through the aws-ofi-nccl plugin (the image must carry both; with
+      ``NCCL_DEBUG=INFO`` the log shows ``NET/OFI`` rather than ``NET/Socket``). ``FI_EFA_USE_DEVICE_RDMA=1``
+      only when every EFA pool's instance types support RDMA to GPU memory (p4d, p5): forced on EFA
+      instances without it (g5, g6) libfabric aborts, and this ConfigMap serves every pool of a namespace.
+    """
+    network = plan.spec.network
+    env = {"NCCL_DEBUG": "WARN", "NCCL_SOCKET_IFNAME": network.socket_ifname}
+    if network.fabric == "ethernet":
+        env["NCCL_IB_DISABLE"] = "1"
+    elif network.fabric == "infiniband":
+        env["NCCL_IB_DISABLE"] = "0"
+        env["NCCL_IB_HCA"] = ",".join(network.ib_hcas) or "mlx5"
+    else:
+        env["FI_PROVIDER"] = "efa"
+        types = catalog().instance_types
+        efa_types = [types[t] for pool in plan.pools if pool.spec.efa for t in pool.spec.instance_types]
+        if all(t.efa_device_rdma for t in efa_types):
+            env["FI_EFA_USE_DEVICE_RDMA"] = "1"
+    return dict(sorted(env.items()))
+
+
+def nccl_config_maps(plan: Plan) -> list[dict]:
+    """The ``nccl-env`` ConfigMap in every workload namespace."""
+    env = nccl_env(plan)
+    return [config_map(NCCL_ENV_CONFIG_MAP, namespace, dict(env)) for namespace in plan.workload_namespaces]
+
+
+def _test_pool(plan: Plan) -> PoolPlan | None:
+    """The pool with the most whole GPUs per node; on fabric efa, only pools with EFA qualify.
+
+    MIG and time-sliced pools are skipped: their ``nvidia.com/gpu`` counts slices or replicas, not GPUs.
+    """
+    candidates = [pool for pool in plan.pools if pool.gpus_per_node > 0 and pool.spec.sharing.mode == "none"]
+    if plan.spec.network.fabric == "efa":
+        candidates = [pool for pool in candidates if pool.efa_interfaces > 0]
+    return max(candidates, key=lambda pool: pool.gpus_per_node, default=None)
+
+
+def _toleration(taint: Taint) -> dict:
+    if taint.value:
+        return {"key": taint.key, "operator": "Equal", "value": taint.value, "effect": taint.effect}
+    return {"key": taint.key, "operator": "Exists", "effect": taint.effect}
+
+
+def nccl_test_example(plan: Plan) -> list[dict]:
+    """A Job running ``all_reduce_perf`` over every GPU of one node, in the first workload namespace.
+
+    It checks that a pod on the pool gets its GPUs (and EFA devices) and the NCCL settings, and measures
+    NVLink/PCIe bandwidth inside the node; traffic between nodes needs a multi-pod launcher (an MPIJob or
+    torchrun across pods). CPU and memory come from the namespace's LimitRange. Empty when no pool
+    offers whole GPUs (on fabric efa: whole GPUs with EFA).
+
+    On InfiniBand the pod also needs the RDMA devices, which a device plugin such as NVIDIA's network
+    operator advertises under a site-specific resource name; the spec does not name it yet.
+    """
+    pool = _test_pool(plan)
+    if pool is None:
+        return []
+    devices = {GPU_RESOURCE: str(pool.gpus_per_node)}
+    if pool.efa_interfaces:
+        # Without this request the container has no EFA device and FI_PROVIDER=efa silently falls back to TCP.
+        devices[EFA_RESOURCE] = str(pool.efa_interfaces)
+    container = {
+        "name": "all-reduce",
+        "image": NCCL_TEST_IMAGE,
+        "command": ["all_reduce_perf", "-b", "8", "-e", "1G", "-f", "2", "-g", str(pool.gpus_per_node)],
+        "envFrom": [{"configMapRef": {"name": NCCL_ENV_CONFIG_MAP}}],
+        "resources": {"requests": devices, "limits": dict(devices)},
+        # No IPC_LOCK (Pod Security "baseline" refuses it): RDMA pins memory under the runtime's memlock
+        # limit, which EKS GPU AMIs and gpucluster's node roles set to unlimited.
+        "securityContext": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}},
+        "volumeMounts": [{"name": "dshm", "mountPath": "/dev/shm"}],
+    }
+    pod_spec = {
+        "restartPolicy": "Never",
+        "nodeSelector": {POOL_LABEL: pool.name},
+        "tolerations": [_toleration(taint) for taint in pool.taints],
+        "containers": [container],
+        # NCCL's shared-memory transport needs more than the runtime's default 64 MiB /dev/shm.
+        "volumes": [{"name": "dshm", "emptyDir": {"medium": "Memory"}}],
+    }
+    labels = {"app.kubernetes.io/name": NCCL_TEST_NAME}
+    spec = {"backoffLimit": 0, "template": {"metadata": {"labels": labels}, "spec": pod_spec}}
+    return [k8s_object("batch/v1", "Job", NCCL_TEST_NAME, plan.workload_namespaces[0], labels, spec=spec)]
+
+
+# --- the EFA request guard --------------------------------------------------------------------------
+
+
+def efa_env_without_request(objects: list[dict]) -> list[str]:
+    """Containers that set ``FI_PROVIDER=efa`` but request no ``vpc.amazonaws.com/efa``.
+
+    The variable counts whether set in ``env`` (a value, or a ``configMapKeyRef``) or through ``envFrom``
+    of a ConfigMap; ConfigMaps are looked up among ``objects``, in the workload's namespace. Each hit is
+    named ``"<Kind> <namespace>/<name> container <container>"``.
+    """
+    config_maps = {
+        (_namespace(obj), obj["metadata"]["name"]): obj.get("data", {})
+        for obj in objects
+        if obj.get("kind") == "ConfigMap"
+    }
+    hits = []
+    for obj in objects:
+        pod_spec = _pod_spec(obj)
+        if pod_spec is None:
+            continue
+        namespace = _namespace(obj)
+        for container in [*pod_spec.get("initContainers", []), *pod_spec.get("containers", [])]:
+            env = _effective_env(container, lambda name: config_maps.get((namespace, name), {}))
+            if env.get("FI_PROVIDER") == "efa" and not _requests_efa(container):
+                hits.append(f"{obj['kind']} {namespace}/{obj['metadata']['name']} container {container['name']}")
+    return hits
+
+
+def _namespace(obj: dict) -> str:
+    return obj["metadata"].get("namespace", "default")
+
+
+def _pod_spec(obj: dict) -> dict | None:
+    path = _POD_SPEC_PATHS.get(obj.get("kind", ""))
+    if path is None:
+        return None
+    node = obj
+    for key in path:
+        node = node.get(key, {})
+    return node
+
+
+def _effective_env(container: dict, config_map_data) -> dict[str, str]:
+    """The container's environment as the kubelet builds it: ``envFrom`` first, ``env`` overriding."""
+    env: dict[str, str] = {}
+    for source in container.get("envFrom", []):
+        if "configMapRef" in source:
+            prefix = source.get("prefix", "")
+            env.update({prefix + key: value for key, value in config_map_data(source["configMapRef"]["name"]).items()})
+    for variable in container.get("env", []):
+        key_ref = variable.get("valueFrom", {}).get("configMapKeyRef")
+        if key_ref:
+            env[variable["name"]] = config_map_data(key_ref["name"]).get(key_ref["key"], "")
+        else:
+            env[variable["name"]] = variable.get("value", "")
+    return env
+
+
+def _requests_efa(container: dict) -> bool:
+    resources = container.get("resources", {})
+    return any(int(str(resources.get(section, {}).get(EFA_RESOURCE, 0))) > 0 for section in ("limits", "requests"))

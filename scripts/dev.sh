@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# One entry point for a fresh Debian machine (or CI): sets up .venv and runs a job.
+#   scripts/dev.sh demo [STACK]   render and validate a reference stack (default: eks-t4)
+#   scripts/dev.sh test           run the whole test suite
+#   scripts/dev.sh bench          print the benchmark figures
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+REFERENCE="$ROOT/../shared/reference"
+
+apt_install() {  # install Debian packages when root and missing; tests that need them skip otherwise
+    [ "$(id -u)" = 0 ] || return 0
+    local missing=()
+    for pkg in "$@"; do dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg"); done
+    [ ${#missing[@]} = 0 ] && return 0
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+}
+
+setup() {
+    if ! python3 -m venv --help >/dev/null 2>&1; then apt_install python3-venv; fi
+    [ -x .venv/bin/python ] || python3 -m venv .venv
+    [ -x .venv/bin/uv ] || .venv/bin/python -m pip install -q --disable-pip-version-check uv==0.13.8
+    .venv/bin/uv pip install -q --python .venv/bin/python -e '.[test]'
+}
+
+reference_flags() {
+    [ -d "$REFERENCE" ] && echo "--crds $REFERENCE/crds --chart-values $REFERENCE/charts"
+}
+
+case "${1:-}" in
+    demo)
+        setup
+        stack=${2:-eks-t4}
+        .venv/bin/gpucluster render --stack "$stack"
+        # shellcheck disable=SC2046
+        .venv/bin/gpucluster validate --stack "$stack" $(reference_flags)
+        ;;
+    test)
+        setup
+        .venv/bin/python -m pytest -q
+        ;;
+    bench)
+        setup
+        .venv/bin/python benchmarks/run.py
+        ;;
+    *)
+        echo "usage: scripts/dev.sh demo [STACK] | test | bench" >&2
+        exit 2
+        ;;
+esac

@@ -1,0 +1,161 @@
+"""The GPU layer: device-plugin configs per pool, MIG configs, DCGM counters, GPU operator values."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import kubernetes_validate
+import pytest
+import yaml
+
+from gpucluster.plan import DEVICE_PLUGIN_CONFIG_LABEL, MIG_CONFIG_LABEL, make_plan
+from gpucluster.render import gpu
+from gpucluster.spec import ClusterSpec
+from gpucluster.stackfile import load_stack
+
+ROOT = Path(__file__).resolve().parents[1]
+REFERENCE = ROOT.parent / "shared" / "reference"
+
+
+def spec_of(name: str) -> ClusterSpec:
+    return load_stack(str(ROOT / "stacks" / f"Pulumi.{name}.yaml")).spec
+
+
+def with_pool_changes(spec: ClusterSpec, index: int, **changes) -> ClusterSpec:
+    raw = spec.model_dump(mode="json")
+    raw["node_pools"][index].update(changes)
+    return ClusterSpec.model_validate(raw)
+
+
+def config_map_data(objects: list[dict], name: str) -> dict[str, str]:
+    (found,) = [o for o in objects if o["metadata"]["name"] == name]
+    return found["data"]
+
+
+def test_time_slicing_config_follows_the_pool_in_upstream_format():
+    plan = make_plan(spec_of("onprem-dgx"))
+    data = config_map_data(gpu.config_maps(plan), gpu.DEVICE_PLUGIN_CONFIG)
+    dev = yaml.safe_load(data["dgx-dev"])
+    assert dev["version"] == "v1"
+    slicing = dev["sharing"]["timeSlicing"]
+    assert slicing["resources"] == [{"name": "nvidia.com/gpu", "replicas": 4}]
+    assert slicing["renameByDefault"] is False
+    assert slicing["failRequestsGreaterThanOne"] is False
+    assert "sharing" not in yaml.safe_load(data["dgx-train"])
+
+
+def test_replicas_change_reaches_the_config():
+    spec = spec_of("onprem-dgx")
+    sharing = {"mode": "time-slicing", "replicas": 7, "rename_by_default": True}
+    changed = make_plan(with_pool_changes(spec, 2, sharing=sharing))
+    dev = yaml.safe_load(config_map_data(gpu.config_maps(changed), gpu.DEVICE_PLUGIN_CONFIG)["dgx-dev"])
+    assert dev["sharing"]["timeSlicing"]["resources"][0]["replicas"] == 7
+    assert dev["sharing"]["timeSlicing"]["renameByDefault"] is True
+
+
+def test_every_pool_selects_its_own_config_by_node_label():
+    plan = make_plan(spec_of("onprem-dgx"))
+    keys = set(config_map_data(gpu.config_maps(plan), gpu.DEVICE_PLUGIN_CONFIG))
+    for pool in plan.pools:
+        assert pool.labels[DEVICE_PLUGIN_CONFIG_LABEL] in keys
+    values = gpu.operator_values(plan)
+    assert values["devicePlugin"]["config"]["default"] in keys
+
+
+def test_mig_pools_get_their_layout_and_label():
+    plan = make_plan(spec_of("eks-h100"))
+    objects = gpu.config_maps(plan)
+    parted = yaml.safe_load(config_map_data(objects, gpu.MIG_PARTED_CONFIG)["config.yaml"])
+    (mig_pool,) = [p for p in plan.pools if p.spec.sharing.mode == "mig"]
+    assert mig_pool.labels[MIG_CONFIG_LABEL] == mig_pool.name
+    entry = parted["mig-configs"][mig_pool.name][0]
+    assert entry["mig-enabled"] is True
+    assert entry["mig-devices"] == {"3g.20gb": 1, "2g.10gb": 1, "1g.5gb": 2}
+    assert parted["mig-configs"]["all-disabled"] == [{"devices": "all", "mig-enabled": False}]
+    flags = yaml.safe_load(config_map_data(objects, gpu.DEVICE_PLUGIN_CONFIG)[mig_pool.name])["flags"]
+    assert flags["migStrategy"] == "mixed"
+    values = gpu.operator_values(plan)
+    assert values["migManager"]["enabled"] is True
+    assert values["mig"]["strategy"] == "mixed"
+
+
+def test_mig_single_fills_the_gpu_with_the_profile():
+    plan = make_plan(spec_of("onprem-dgx"))
+    parted = yaml.safe_load(config_map_data(gpu.config_maps(plan), gpu.MIG_PARTED_CONFIG)["config.yaml"])
+    assert parted["mig-configs"]["dgx-mig"][0]["mig-devices"] == {"1g.10gb": 7}
+
+
+def test_no_mig_means_no_mig_manager_and_no_mig_config():
+    plan = make_plan(spec_of("eks-t4"))
+    names = [o["metadata"]["name"] for o in gpu.config_maps(plan)]
+    assert gpu.MIG_PARTED_CONFIG not in names
+    assert gpu.operator_values(plan)["migManager"]["enabled"] is False
+
+
+@pytest.mark.parametrize(
+    ("stack", "driver", "toolkit", "cdi"),
+    [("eks-t4", False, False, False), ("onprem-k3s", False, False, True), ("hybrid-crio", False, False, True)],
+)
+def test_driver_and_toolkit_only_where_nodes_lack_them(stack, driver, toolkit, cdi):
+    values = gpu.operator_values(make_plan(spec_of(stack)))
+    assert values["driver"]["enabled"] is driver
+    assert values["toolkit"]["enabled"] is toolkit
+    assert values["cdi"]["enabled"] is cdi
+
+
+def test_operator_managed_toolkit_on_k3s_points_at_k3s_containerd():
+    raw = spec_of("onprem-k3s").model_dump(mode="json")
+    raw["gpu_stack"] = {"driver": "operator", "toolkit": "operator", "driver_version": "575.64.03"}
+    values = gpu.operator_values(make_plan(ClusterSpec.model_validate(raw)))
+    assert values["driver"]["enabled"] is True
+    assert values["driver"]["version"] == "575.64.03"
+    env = {e["name"]: e["value"] for e in values["toolkit"]["env"]}
+    assert env["CONTAINERD_SOCKET"] == "/run/k3s/containerd/containerd.sock"
+
+
+def test_versions_are_pinned_from_the_spec():
+    spec = spec_of("eks-t4")
+    release = gpu.operator_release(make_plan(spec))
+    assert release.version == spec.components.gpu_operator
+    assert release.values["devicePlugin"]["version"] == spec.components.device_plugin
+    assert release.values["dcgmExporter"]["version"] == spec.components.dcgm_exporter
+    assert "latest" not in yaml.safe_dump(release.values)
+
+
+def test_operands_tolerate_every_pool_taint():
+    spec = with_pool_changes(spec_of("eks-t4"), 0, taints=[{"key": "dedicated", "value": "infer", "effect": "NoExecute"}])
+    tolerations = gpu.operator_values(make_plan(spec))["daemonsets"]["tolerations"]
+    assert {"key": "dedicated", "operator": "Exists", "effect": "NoExecute"} in tolerations
+    assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in tolerations
+
+
+def enabled_counters(text: str) -> set[str]:
+    lines = (line.split(",")[0].strip() for line in text.splitlines())
+    return {line for line in lines if line and not line.startswith("#")}
+
+
+def test_dcgm_counters_extend_the_upstream_defaults_with_profiling():
+    ours = enabled_counters(gpu.dcgm_metrics_csv())
+    for counter in ("DCGM_FI_PROF_SM_ACTIVE", "DCGM_FI_PROF_SM_OCCUPANCY", "DCGM_FI_PROF_PIPE_TENSOR_ACTIVE", "DCGM_FI_DEV_GPU_UTIL"):
+        assert counter in ours
+    upstream = REFERENCE / "dcgm" / "default-counters.csv"
+    if not upstream.is_file():
+        pytest.skip(f"upstream counters not found at {upstream}")
+    missing = enabled_counters(upstream.read_text()) - ours
+    assert not missing, f"upstream default counters we dropped: {sorted(missing)}"
+
+
+def test_dcgm_csv_rows_are_well_formed():
+    for line in gpu.dcgm_metrics_csv().splitlines():
+        if line.strip() and not line.startswith("#"):
+            field, kind, help_text = (part.strip() for part in line.split(",", 2))
+            assert field.startswith("DCGM_"), line
+            assert kind in {"gauge", "counter", "label"}, line
+            assert help_text, line
+
+
+@pytest.mark.parametrize("stack", ["eks-t4", "eks-h100", "onprem-dgx", "onprem-k3s"])
+def test_config_maps_pass_the_kubernetes_schema(stack):
+    spec = spec_of(stack)
+    for obj in gpu.config_maps(make_plan(spec)):
+        kubernetes_validate.validate(obj, f"{spec.kubernetes.version}.0", strict=True)

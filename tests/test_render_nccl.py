@@ -1,0 +1,214 @@
+import copy
+
+import kubernetes_validate
+import pytest
+
+from gpucluster.plan import POOL_LABEL, make_plan
+from gpucluster.render.nccl import (
+    EFA_RESOURCE,
+    NCCL_ENV_CONFIG_MAP,
+    efa_env_without_request,
+    nccl_config_maps,
+    nccl_test_example,
+)
+from gpucluster.spec import ClusterSpec
+from gpucluster.stackfile import load_stack
+
+STACKS = ["eks-t4", "eks-h100", "onprem-k3s", "onprem-kubeadm", "onprem-dgx", "hybrid-crio"]
+
+
+def spec_of(stack: str, **sections) -> ClusterSpec:
+    """A reference stack's spec with whole top-level sections replaced, validated again."""
+    return ClusterSpec.model_validate({**load_stack(stack).spec.model_dump(), **sections})
+
+
+def env_of(spec: ClusterSpec) -> dict[str, dict[str, str]]:
+    return {cm["metadata"]["namespace"]: cm["data"] for cm in nccl_config_maps(make_plan(spec))}
+
+
+def container_of(job: dict) -> dict:
+    [container] = job["spec"]["template"]["spec"]["containers"]
+    return container
+
+
+def rendered(stack: str) -> tuple[list[dict], list[dict]]:
+    plan = make_plan(load_stack(stack).spec)
+    return nccl_config_maps(plan), nccl_test_example(plan)
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_objects_pass_the_strict_kubernetes_schema(stack):
+    config_maps, example = rendered(stack)
+    assert example, "every reference stack has a pool with whole GPUs"
+    for obj in config_maps + example:
+        kubernetes_validate.validate(obj, "1.33.0", strict=True)
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_one_config_map_per_workload_namespace_with_string_values(stack):
+    spec = load_stack(stack).spec
+    config_maps = nccl_config_maps(make_plan(spec))
+    assert [cm["metadata"]["namespace"] for cm in config_maps] == list(make_plan(spec).workload_namespaces)
+    for cm in config_maps:
+        assert cm["metadata"]["name"] == NCCL_ENV_CONFIG_MAP
+        assert all(isinstance(value, str) for value in cm["data"].values())
+        assert cm["data"]["NCCL_DEBUG"] == "WARN"
+
+
+def test_ethernet_uses_sockets():
+    assert env_of(load_stack("eks-t4").spec)["gpu-orchestrator"] == {
+        "NCCL_DEBUG": "WARN",
+        "NCCL_IB_DISABLE": "1",
+        "NCCL_SOCKET_IFNAME": "eth0",
+    }
+
+
+def test_infiniband_uses_the_listed_hcas():
+    for env in env_of(load_stack("onprem-dgx").spec).values():
+        assert env == {
+            "NCCL_DEBUG": "WARN",
+            "NCCL_IB_DISABLE": "0",
+            "NCCL_IB_HCA": "mlx5_0,mlx5_1,mlx5_2,mlx5_3",
+            "NCCL_SOCKET_IFNAME": "ib0",
+        }
+
+
+def test_infiniband_without_hcas_takes_every_mlx5_port():
+    network = {**load_stack("onprem-dgx").spec.network.model_dump(), "ib_hcas": []}
+    for env in env_of(spec_of("onprem-dgx", network=network)).values():
+        assert env["NCCL_IB_HCA"] == "mlx5"
+
+
+def test_efa_selects_the_libfabric_provider_with_device_rdma_on_p5():
+    for env in env_of(load_stack("eks-h100").spec).values():
+        assert env == {
+            "FI_EFA_USE_DEVICE_RDMA": "1",
+            "FI_PROVIDER": "efa",
+            "NCCL_DEBUG": "WARN",
+            "NCCL_SOCKET_IFNAME": "eth0",
+        }
+
+
+def test_efa_without_device_rdma_support_leaves_it_to_libfabric():
+    h100, a100 = load_stack("eks-h100").spec.model_dump()["node_pools"]
+    g5 = {**h100, "name": "g5-efa", "instance_types": ["g5.48xlarge"], "disk_gib": 200}
+    for env in env_of(spec_of("eks-h100", node_pools=[h100, g5, a100])).values():
+        assert env["FI_PROVIDER"] == "efa"
+        assert "FI_EFA_USE_DEVICE_RDMA" not in env
+
+
+@pytest.mark.parametrize(
+    ("stack", "pool", "gpus", "efa"),
+    [
+        ("eks-h100", "h100-efa", "8", "32"),
+        ("onprem-dgx", "dgx-train", "8", None),
+        ("eks-t4", "t4-inference", "1", None),
+    ],
+)
+def test_example_targets_the_biggest_whole_gpu_pool(stack, pool, gpus, efa):
+    [job] = rendered(stack)[1]
+    pod = job["spec"]["template"]["spec"]
+    container = container_of(job)
+    assert pod["nodeSelector"] == {POOL_LABEL: pool}
+    assert container["command"] == ["all_reduce_perf", "-b", "8", "-e", "1G", "-f", "2", "-g", gpus]
+    for section in ("requests", "limits"):
+        assert container["resources"][section]["nvidia.com/gpu"] == gpus
+        assert container["resources"][section].get(EFA_RESOURCE) == efa
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_efa_requested_exactly_when_the_pool_has_efa(stack):
+    plan = make_plan(load_stack(stack).spec)
+    [job] = nccl_test_example(plan)
+    pool = next(p for p in plan.pools if p.name == job["spec"]["template"]["spec"]["nodeSelector"][POOL_LABEL])
+    limits = container_of(job)["resources"]["limits"]
+    assert (EFA_RESOURCE in limits) == (pool.efa_interfaces > 0)
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_example_is_wired_to_the_pool_and_locked_down(stack):
+    plan = make_plan(load_stack(stack).spec)
+    [job] = nccl_test_example(plan)
+    pod = job["spec"]["template"]["spec"]
+    pool = next(p for p in plan.pools if p.name == pod["nodeSelector"][POOL_LABEL])
+    container = container_of(job)
+    assert job["metadata"]["namespace"] == plan.workload_namespaces[0]
+    assert {(t.key, t.effect) for t in pool.taints} <= {(t["key"], t["effect"]) for t in pod["tolerations"]}
+    assert container["envFrom"] == [{"configMapRef": {"name": NCCL_ENV_CONFIG_MAP}}]
+    image, _, tag = container["image"].rpartition(":")
+    assert image.startswith("nvcr.io/nvidia/") and tag and tag != "latest"
+    security = container["securityContext"]
+    assert security["allowPrivilegeEscalation"] is False
+    assert security["capabilities"]["drop"] == ["ALL"]
+    assert "add" not in security["capabilities"], "baseline Pod Security refuses added capabilities"
+    [shm] = [v for v in pod["volumes"] if v["name"] == "dshm"]
+    assert shm["emptyDir"] == {"medium": "Memory"}
+    assert {"name": "dshm", "mountPath": "/dev/shm"} in container["volumeMounts"]
+
+
+def test_no_example_when_no_efa_pool_has_whole_gpus():
+    # The H100 pool loses EFA and the only EFA pool is split with MIG: an example on the H100 pool would
+    # set FI_PROVIDER=efa with no EFA device, so none is rendered.
+    h100, a100 = load_stack("eks-h100").spec.model_dump()["node_pools"]
+    h100.update(efa=False)
+    a100.update(efa=True, availability_zone="us-west-2b")
+    assert nccl_test_example(make_plan(spec_of("eks-h100", node_pools=[h100, a100]))) == []
+
+
+# --- the EFA guard ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_rendered_example_passes_the_efa_guard(stack):
+    config_maps, example = rendered(stack)
+    assert efa_env_without_request(config_maps + example) == []
+
+
+def test_guard_catches_an_example_without_the_efa_request():
+    config_maps, [job] = rendered("eks-h100")
+    mutated = copy.deepcopy(job)
+    for section in container_of(mutated)["resources"].values():
+        del section[EFA_RESOURCE]
+    hits = efa_env_without_request(config_maps + [mutated])
+    assert hits == ["Job llm-training/nccl-allreduce-test container all-reduce"]
+
+
+def test_guard_needs_the_config_map_in_the_same_namespace():
+    config_maps, [job] = rendered("eks-h100")
+    mutated = copy.deepcopy(job)
+    for section in container_of(mutated)["resources"].values():
+        del section[EFA_RESOURCE]
+    other_namespaces = [cm for cm in config_maps if cm["metadata"]["namespace"] != job["metadata"]["namespace"]]
+    assert efa_env_without_request(other_namespaces + [mutated]) == []
+
+
+def workload(kind: str, container: dict) -> dict:
+    pod = {"containers": [container]}
+    spec = {
+        "Pod": pod,
+        "Deployment": {"template": {"spec": pod}},
+        "CronJob": {"jobTemplate": {"spec": {"template": {"spec": pod}}}},
+    }[kind]
+    return {"apiVersion": "v1", "kind": kind, "metadata": {"name": "w", "namespace": "team"}, "spec": spec}
+
+
+@pytest.mark.parametrize("kind", ["Pod", "Deployment", "CronJob"])
+def test_guard_reads_env_in_every_workload_kind(kind):
+    container = {"name": "train", "env": [{"name": "FI_PROVIDER", "value": "efa"}]}
+    assert efa_env_without_request([workload(kind, container)]) == [f"{kind} team/w container train"]
+    container["resources"] = {"limits": {EFA_RESOURCE: "4"}}
+    assert efa_env_without_request([workload(kind, container)]) == []
+
+
+def test_guard_resolves_config_map_references():
+    cm = {"kind": "ConfigMap", "metadata": {"name": "fabric", "namespace": "team"}, "data": {"FI_PROVIDER": "efa"}}
+    key_ref = {"configMapKeyRef": {"name": "fabric", "key": "FI_PROVIDER"}}
+    by_key = {"name": "a", "env": [{"name": "FI_PROVIDER", "valueFrom": key_ref}]}
+    prefixed = {"name": "b", "envFrom": [{"configMapRef": {"name": "fabric"}, "prefix": "X_"}]}
+    overridden = {
+        "name": "c",
+        "envFrom": [{"configMapRef": {"name": "fabric"}}],
+        "env": [{"name": "FI_PROVIDER", "value": "tcp"}],
+    }
+    objects = [cm] + [workload("Deployment", c) for c in (by_key, prefixed, overridden)]
+    assert efa_env_without_request(objects) == ["Deployment team/w container a"]

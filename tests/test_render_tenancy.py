@@ -1,0 +1,190 @@
+import kubernetes_validate
+import pytest
+
+from gpucluster.plan import GPU_OPERATOR_NAMESPACE, INGRESS_NAMESPACE, MONITORING_NAMESPACE, make_plan
+from gpucluster.render.tenancy import (
+    GPU_OPERATOR_POD_LABELS,
+    NFD_MASTER_POD_LABELS,
+    disruption_budgets,
+    double_quantity,
+    network_policies,
+    tenant_objects,
+)
+from gpucluster.spec import ClusterSpec
+from gpucluster.stackfile import load_stack
+
+STACKS = ["eks-t4", "eks-h100", "onprem-k3s", "onprem-kubeadm", "onprem-dgx", "hybrid-crio"]
+
+
+def spec_of(stack: str, **sections) -> ClusterSpec:
+    """A reference stack's spec with whole top-level sections replaced, validated again."""
+    return ClusterSpec.model_validate({**load_stack(stack).spec.model_dump(), **sections})
+
+
+def with_tenant(stack: str, **fields) -> ClusterSpec:
+    """The stack with its first tenant changed."""
+    tenants = load_stack(stack).spec.model_dump()["tenants"]
+    tenants[0].update(fields)
+    return spec_of(stack, tenants=tenants)
+
+
+def by_kind(objects: list[dict], kind: str) -> list[dict]:
+    return [obj for obj in objects if obj["kind"] == kind]
+
+
+def policies_by_namespace(spec: ClusterSpec) -> dict[str, dict[str, dict]]:
+    result: dict[str, dict[str, dict]] = {}
+    for policy in network_policies(make_plan(spec)):
+        result.setdefault(policy["metadata"]["namespace"], {})[policy["metadata"]["name"]] = policy
+    return result
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_objects_pass_the_strict_kubernetes_schema(stack):
+    plan = make_plan(load_stack(stack).spec)
+    for obj in tenant_objects(plan) + network_policies(plan) + disruption_budgets(plan):
+        kubernetes_validate.validate(obj, "1.33.0", strict=True)
+
+
+@pytest.mark.parametrize(
+    ("quantity", "doubled"),
+    [("40", "80"), ("1536", "3072"), ("1.5", "3"), ("0.25", "0.5"), ("500m", "1"), ("250m", "500m"), ("1500m", "3")],
+)
+def test_double_quantity(quantity, doubled):
+    assert double_quantity(quantity) == doubled
+
+
+@pytest.mark.parametrize(("cpu", "limit"), [("500m", "1"), ("1.5", "3"), ("96", "192")])
+def test_quota_follows_the_tenant(cpu, limit):
+    spec = with_tenant("eks-t4", gpus=3, cpu=cpu, memory="96Gi")
+    [quota] = by_kind(tenant_objects(make_plan(spec)), "ResourceQuota")
+    assert quota["metadata"] == {
+        "name": "gpu-quota",
+        "namespace": "gpu-orchestrator",
+        "labels": {"app.kubernetes.io/managed-by": "gpucluster"},
+    }
+    assert quota["spec"]["hard"] == {
+        "requests.nvidia.com/gpu": "3",
+        "requests.cpu": cpu,
+        "limits.cpu": limit,
+        "requests.memory": "96Gi",
+        "limits.memory": "96Gi",
+    }
+
+
+def test_quota_has_no_limits_for_extended_resources():
+    for quota in by_kind(tenant_objects(make_plan(load_stack("eks-h100").spec)), "ResourceQuota"):
+        assert not [key for key in quota["spec"]["hard"] if key.startswith("limits.") and "/" in key]
+
+
+def test_every_tenant_gets_its_objects_in_its_namespace():
+    spec = load_stack("onprem-dgx").spec
+    objects = tenant_objects(make_plan(spec))
+    for tenant in spec.tenants:
+        kinds = sorted(obj["kind"] for obj in objects if obj["metadata"]["namespace"] == tenant.ns)
+        assert kinds == ["LimitRange", "ResourceQuota", "Role", "RoleBinding"]
+
+
+def test_limit_range_defaults_follow_the_tenant():
+    spec = with_tenant("eks-t4", default_cpu="2", default_memory="12Gi")
+    [limit_range] = by_kind(tenant_objects(make_plan(spec)), "LimitRange")
+    [container] = limit_range["spec"]["limits"]
+    assert container["type"] == "Container"
+    assert container["default"] == container["defaultRequest"] == {"cpu": "2", "memory": "12Gi"}
+
+
+def test_role_binding_subjects_match_the_tenant():
+    spec = with_tenant("onprem-dgx", groups=["data-scientists", "interns"], users=["alice"])
+    bindings = by_kind(tenant_objects(make_plan(spec)), "RoleBinding")
+    binding = next(b for b in bindings if b["metadata"]["namespace"] == "ai-training")
+    assert binding["subjects"] == [
+        {"kind": "Group", "name": "data-scientists", "apiGroup": "rbac.authorization.k8s.io"},
+        {"kind": "Group", "name": "interns", "apiGroup": "rbac.authorization.k8s.io"},
+        {"kind": "User", "name": "alice", "apiGroup": "rbac.authorization.k8s.io"},
+    ]
+    assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "gpu-workloads"}
+
+
+def test_role_is_least_privilege():
+    [role] = by_kind(tenant_objects(make_plan(load_stack("eks-t4").spec)), "Role")
+    granted = {
+        (group, resource): rule["verbs"]
+        for rule in role["rules"]
+        for group in rule["apiGroups"]
+        for resource in rule["resources"]
+    }
+    assert ("batch", "jobs") in granted and "create" in granted[("batch", "jobs")]
+    assert ("", "pods/log") in granted
+    for forbidden in ["secrets", "pods/exec", "pods/attach", "pods/portforward", "serviceaccounts", "rolebindings"]:
+        assert not any(resource == forbidden for _, resource in granted), forbidden
+    assert "*" not in {verb for verbs in granted.values() for verb in verbs}
+    assert set(granted[("", "events")]) == {"get", "list", "watch"}
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_default_deny_in_every_workload_namespace(stack):
+    spec = load_stack(stack).spec
+    policies = policies_by_namespace(spec)
+    assert set(policies) == set(make_plan(spec).workload_namespaces)
+    for namespace, named in policies.items():
+        deny = named["default-deny"]["spec"]
+        assert deny == {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]}, namespace
+        assert {"allow-dns", "allow-same-namespace"} <= set(named)
+
+
+def test_without_tenants_the_default_namespace_is_isolated():
+    policies = policies_by_namespace(spec_of("eks-t4", tenants=[]))
+    assert list(policies) == ["default"]
+    assert "default-deny" in policies["default"]
+
+
+def test_gpu_operator_namespace_is_never_isolated():
+    spec = with_tenant("eks-t4", namespace=GPU_OPERATOR_NAMESPACE)
+    assert GPU_OPERATOR_NAMESPACE not in policies_by_namespace(spec)
+
+
+def test_dns_egress_reaches_only_cluster_dns():
+    rule = policies_by_namespace(load_stack("eks-h100").spec)["research"]["allow-dns"]["spec"]
+    assert rule["policyTypes"] == ["Egress"]
+    [egress] = rule["egress"]
+    assert egress["to"] == [
+        {
+            "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}},
+            "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}},
+        }
+    ]
+    assert sorted((p["protocol"], p["port"]) for p in egress["ports"]) == [("TCP", 53), ("UDP", 53)]
+
+
+def test_pods_of_a_namespace_reach_each_other_both_ways():
+    spec = policies_by_namespace(load_stack("onprem-dgx").spec)["ai-training"]["allow-same-namespace"]["spec"]
+    assert spec["ingress"] == [{"from": [{"podSelector": {}}]}]
+    assert spec["egress"] == [{"to": [{"podSelector": {}}]}]
+
+
+def test_ingress_controller_and_monitoring_allowed_only_when_present():
+    with_nginx = policies_by_namespace(load_stack("eks-t4").spec)["gpu-orchestrator"]
+    source = with_nginx["allow-ingress-controller"]["spec"]["ingress"][0]["from"][0]
+    assert source == {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": INGRESS_NAMESPACE}}}
+    scraper = with_nginx["allow-monitoring"]["spec"]["ingress"][0]["from"][0]
+    assert scraper == {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": MONITORING_NAMESPACE}}}
+
+    plain = policies_by_namespace(spec_of("eks-t4", ingress={"controller": "none"}, monitoring={"enabled": False}))
+    assert "allow-ingress-controller" not in plain["gpu-orchestrator"]
+    assert "allow-monitoring" not in plain["gpu-orchestrator"]
+
+
+def test_disruption_budgets_never_block_a_drain():
+    budgets = disruption_budgets(make_plan(load_stack("eks-t4").spec))
+    selectors = {b["metadata"]["name"]: b["spec"]["selector"]["matchLabels"] for b in budgets}
+    assert selectors == {"gpu-operator": GPU_OPERATOR_POD_LABELS, "nfd-master": NFD_MASTER_POD_LABELS}
+    for budget in budgets:
+        assert budget["metadata"]["namespace"] == GPU_OPERATOR_NAMESPACE
+        assert budget["spec"]["maxUnavailable"] == 1
+        assert "minAvailable" not in budget["spec"]
+
+
+def test_no_second_budget_for_ingress_nginx():
+    # Its chart renders one at replicaCount 2; two budgets over the same pods make evictions fail.
+    budgets = disruption_budgets(make_plan(load_stack("eks-t4").spec))
+    assert not [b for b in budgets if "ingress-nginx" in b["spec"]["selector"]["matchLabels"].values()]
