@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import pulumi
 
-from gpucluster.plan import make_plan
+from gpucluster.plan import Plan, make_plan
 from gpucluster.stackfile import SpecError, parse_spec
 
 
-def run() -> None:
+def run() -> Plan:
     raw = pulumi.Config("gpucluster").require_object("cluster")
     try:
         spec = parse_spec(raw, source=f"stack {pulumi.get_stack()} (gpucluster:cluster)")
@@ -26,3 +26,4 @@ def run() -> None:
         "node_pools",
         {pool.name: {"gpu_models": list(pool.gpu_models), "labels": pool.labels, "max_gpus": pool.max_gpus} for pool in plan.pools},
     )
+    return plan
