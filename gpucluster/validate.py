@@ -4,6 +4,7 @@
   kubernetes-validate's strict schemas for the target Kubernetes minor version (unknown fields fail).
 - Custom resources are checked against their CRD's ``openAPIV3Schema``, made strict: the API server
   silently prunes unknown fields, so here they fail. CEL rules (``x-kubernetes-validations``) are not run.
+- Workloads that set ``FI_PROVIDER=efa`` must request ``vpc.amazonaws.com/efa`` (else NCCL silently uses TCP).
 - Helm values are checked key by key against the chart's default ``values.yaml``; keys the chart only
   documents in commented-out lines are accepted.
 
@@ -23,6 +24,8 @@ import jsonschema
 import yaml
 from kubernetes_validate import utils as kv
 from referencing import Registry, Resource
+
+from gpucluster.render.nccl import POD_SPEC_PATHS, efa_env_without_request
 
 OBJECT_DIRS = ("manifests", "examples", "helm/previews")
 RELEASES_FILE = "helm/releases.yaml"
@@ -83,6 +86,7 @@ def validate_output(
             raise NotADirectoryError(f"CRD directory {crds_dir} is not a directory")
         crds = _crd_index(Path(crds_dir).resolve(), _stamp(Path(crds_dir)))
     checks: list[Check] = []
+    objects: list[dict] = []
     for path in [p for d in OBJECT_DIRS for p in sorted((out_dir / d).glob("*.yaml"))]:
         file = path.relative_to(out_dir).as_posix()
         try:
@@ -91,8 +95,21 @@ def validate_output(
             checks.append(Check(file, "(whole file)", "kubernetes-schema", "fail", _yaml_problem(e)))
             continue
         checks.extend(_check_object(file, obj, schemas, crds) for obj in documents)
+        objects.extend(obj for obj in documents if isinstance(obj, dict) and isinstance(obj.get("metadata"), dict))
+    checks.extend(_check_efa_requests(objects))
     checks.extend(_check_releases(out_dir, Path(chart_values_dir) if chart_values_dir else None))
     return Report(tuple(checks))
+
+
+def _check_efa_requests(objects: list[dict]) -> list[Check]:
+    """Workloads that select libfabric's EFA provider must request EFA devices, or NCCL silently uses TCP."""
+    if not any(obj.get("kind") in POD_SPEC_PATHS for obj in objects):
+        return []
+    hits = efa_env_without_request(objects)
+    if not hits:
+        return [Check("(all files)", "workloads", "efa-request", "ok")]
+    detail = "sets FI_PROVIDER=efa but requests no vpc.amazonaws.com/efa: NCCL would fall back to TCP"
+    return [Check("(all files)", hit, "efa-request", "fail", detail) for hit in hits]
 
 
 # --- objects --------------------------------------------------------------------------------------------

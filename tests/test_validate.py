@@ -102,6 +102,7 @@ def test_valid_builtin_objects_pass(tmp_path):
         Check("manifests/10-base.yaml", "Namespace team-a", "kubernetes-schema", "ok"),
         Check("manifests/10-base.yaml", "ConfigMap team-a/settings", "kubernetes-schema", "ok"),
         Check("manifests/10-base.yaml", "Deployment team-a/web", "kubernetes-schema", "ok"),
+        Check("(all files)", "workloads", "efa-request", "ok"),
     )
 
 
@@ -403,3 +404,27 @@ def test_every_reference_chart_accepts_its_own_defaults(tmp_path):
 
     assert len(report.checks) == len(charts) >= 10
     assert [c for c in report.checks if c.status != "ok"] == []
+
+
+def test_workload_selecting_efa_without_requesting_it_fails(tmp_path):
+    job = {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {"name": "train", "namespace": "team-a"},
+        "spec": {
+            "template": {
+                "spec": {
+                    "restartPolicy": "Never",
+                    "containers": [{"name": "main", "image": "busybox:1.36", "env": [{"name": "FI_PROVIDER", "value": "efa"}]}],
+                }
+            }
+        },
+    }
+    out = write_output(tmp_path, {"examples/train.yaml": [job]})
+    [efa] = [c for c in validate_output(out, K8S).checks if c.check == "efa-request"]
+    assert efa.status == "fail" and "Job team-a/train" in efa.subject
+
+    job["spec"]["template"]["spec"]["containers"][0]["resources"] = {"limits": {"vpc.amazonaws.com/efa": 4}}
+    out = write_output(tmp_path / "fixed", {"examples/train.yaml": [job]})
+    [efa] = [c for c in validate_output(out, K8S).checks if c.check == "efa-request"]
+    assert efa.status == "ok"

@@ -22,7 +22,7 @@ GPU_RESOURCE = "nvidia.com/gpu"
 EFA_RESOURCE = "vpc.amazonaws.com/efa"
 
 # Where the pod spec sits in each workload kind.
-_POD_SPEC_PATHS = {
+POD_SPEC_PATHS = {
     "Pod": ("spec",),
     "Deployment": ("spec", "template", "spec"),
     "StatefulSet": ("spec", "template", "spec"),
@@ -158,7 +158,7 @@ def _namespace(obj: dict) -> str:
 
 
 def _pod_spec(obj: dict) -> dict | None:
-    path = _POD_SPEC_PATHS.get(obj.get("kind", ""))
+    path = POD_SPEC_PATHS.get(obj.get("kind", ""))
     if path is None:
         return None
     node = obj
