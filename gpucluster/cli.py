@@ -44,10 +44,12 @@ def _load(stack: str, stacks_dir: Path | None):
     try:
         loaded = load_stack(stack, stacks_dir)
     except SpecError as error:
-        err.print(f"[bold red]error:[/] {error.describe()}", highlight=False, markup=False)
+        err.print("error:", style="bold red", end=" ")
+        err.print(error.describe(), highlight=False, markup=False, soft_wrap=True)
         raise typer.Exit(EXIT_BAD_INPUT) from None
     for warning in loaded.warnings:
-        err.print(f"warning: {loaded.path}: {format_path(warning.path)}: {warning.message}", style="yellow", highlight=False)
+        message = f"warning: {loaded.path}: {format_path(warning.path)}: {warning.message}"
+        err.print(message, style="yellow", highlight=False, markup=False, soft_wrap=True)
     return loaded
 
 

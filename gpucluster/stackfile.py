@@ -6,12 +6,13 @@ value found and what is allowed. Nothing else escapes to the user.
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import yaml
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from gpucluster.spec import ClusterSpec, RuleViolations, Violation
 
@@ -128,12 +129,39 @@ def _violations(error: ValidationError) -> list[Violation]:
         if item["type"] == "literal_error":
             message = f"allowed: {item['ctx']['expected']}"
         elif item["type"] == "extra_forbidden":
-            message = "unknown field; see `gpucluster schema` or docs/spec.md for the fields allowed here"
+            allowed = _fields_at(tuple(item["loc"][:-1]))
+            guess = difflib.get_close_matches(str(item["loc"][-1]), allowed, n=1)
+            message = "unknown field" + (f" (did you mean {guess[0]!r}?)" if guess else "")
+            message += f"; allowed here: {', '.join(allowed)}" if allowed else ""
         elif item["type"] == "missing":
             message = "required field is missing"
         value = "<missing>" if item["type"] == "missing" else item.get("input")
         problems.append(Violation(tuple(item["loc"]), value, message))
     return problems
+
+
+def _fields_at(loc: tuple) -> list[str]:
+    """The field names of the model found at ``loc`` inside ClusterSpec (list indexes and dict keys skipped)."""
+    model: Any = ClusterSpec
+    for part in loc:
+        if isinstance(part, int) or not (isinstance(model, type) and issubclass(model, BaseModel)):
+            continue
+        field = model.model_fields.get(part)
+        if field is None:
+            return []
+        model = _model_in(field.annotation)
+    return list(model.model_fields) if isinstance(model, type) and issubclass(model, BaseModel) else []
+
+
+def _model_in(annotation: Any) -> Any:
+    """The pydantic model inside an annotation such as ``list[NodePool]`` or ``AwsSpec | None``."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for argument in get_args(annotation):
+        model = _model_in(argument)
+        if model is not None:
+            return model
+    return None
 
 
 def spec_warnings(spec: ClusterSpec) -> list[Violation]:

@@ -620,3 +620,9 @@ def test_garbage_at_any_leaf_is_a_spec_error_or_valid(load_raw, data):
         assert error.describe().startswith("fuzz.yaml")
     else:
         spec_warnings(spec)
+
+
+def test_unknown_field_suggests_the_nearest_and_lists_allowed(load_raw):
+    raw = apply(load_raw("onprem-dgx"), {("network", "fabrik"): "infiniband"})
+    problem = find_problem(problems_of(raw), ("network", "fabrik"), ("did you mean 'fabric'?", "socket_ifname"))
+    assert problem.value == "infiniband"
