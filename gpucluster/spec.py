@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from collections import Counter
 from dataclasses import dataclass
-from ipaddress import IPv4Network
+from ipaddress import IPv4Network, ip_address
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -107,11 +107,25 @@ class GpuSet(SpecModel):
         return model
 
 
+def _address(value: str) -> str:
+    try:
+        ip_address(value)
+    except ValueError:
+        if not _HOSTNAME.match(value) or value.rsplit(".", 1)[-1].isdigit():  # "10.0.0.300" is a bad IP
+            raise ValueError(f"{value!r} is neither an IP address nor a DNS name") from None
+    return value
+
+
+_HOSTNAME = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9]([-A-Za-z0-9]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([-A-Za-z0-9]{0,61}[A-Za-z0-9])?)*$")
+Address = Annotated[str, AfterValidator(_address)]
+Ec2InstanceType = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9-]*\.[a-z0-9]+$")]
+
+
 class Host(SpecModel):
     """A machine. A pool host named like a control-plane host is that machine also running workloads."""
 
     name: DnsLabel = Field(description="Hostname; becomes the Kubernetes node name and the Ansible inventory name.")
-    address: str = Field(min_length=1, description="IP address or DNS name Ansible connects to.")
+    address: Address = Field(description="IP address or DNS name Ansible connects to.")
     gpus: list[GpuSet] = Field(default_factory=list, description="GPUs in this host; empty takes the pool's `gpu`.")
 
 
@@ -119,7 +133,7 @@ class ControlPlane(SpecModel):
     """Control-plane machines of a kubeadm or k3s cluster (EKS runs its own)."""
 
     hosts: list[Host] = Field(default_factory=list, description="Existing machines (onprem/hybrid).")
-    instance_type: str | None = Field(None, description="EC2 instance type to provision (hybrid).")
+    instance_type: Ec2InstanceType | None = Field(None, description="EC2 instance type to provision (hybrid).")
     count: int = Field(1, ge=1, le=7, description="Provisioned control-plane machines (with instance_type).")
     endpoint: str | None = Field(
         None,

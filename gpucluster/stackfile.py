@@ -17,6 +17,7 @@ from pydantic import BaseModel, ValidationError
 from gpucluster.spec import ClusterSpec, RuleViolations, Violation
 
 CONFIG_KEY = "gpucluster:cluster"
+AWS_REGION_KEY = "aws:region"
 STACK_PREFIX, STACK_SUFFIX = "Pulumi.", ".yaml"
 
 
@@ -106,7 +107,16 @@ def load_stack(ref: str, stacks_dir: Path | None = None) -> Stack:
     if not isinstance(config, dict) or CONFIG_KEY not in config:
         raise SpecError(source, [Violation((), None, f"the file needs 'config: {CONFIG_KEY}:' holding the cluster spec")])
     spec = parse_spec(config[CONFIG_KEY], source)
+    check_provider_region(spec, config.get(AWS_REGION_KEY), source)
     return Stack(name=stack_name(path), path=path, spec=spec, warnings=spec_warnings(spec))
+
+
+def check_provider_region(spec: ClusterSpec, provider_region: Any, source: str) -> None:
+    """The AWS provider's ``aws:region`` must be the spec's region, or resources land in the wrong place."""
+    if spec.aws is None or provider_region is None or provider_region == spec.aws.region:
+        return
+    problem = Violation(("aws", "region"), spec.aws.region, f"differs from the stack's {AWS_REGION_KEY} {provider_region!r}")
+    raise SpecError(source, [problem])
 
 
 def parse_spec(raw: Any, source: str) -> ClusterSpec:

@@ -61,3 +61,11 @@ def test_missing_spec_is_a_config_error():
     use_config("empty", {"aws:region": "us-east-1"})
     with pytest.raises(pulumi.ConfigMissingError):
         run()
+
+
+def test_provider_region_must_match_the_spec():
+    config = stack_config("eks-t4")
+    config["aws:region"] = "eu-west-1"
+    use_config("eks-t4", config)
+    with pytest.raises(pulumi.RunError):
+        run()

@@ -626,3 +626,18 @@ def test_unknown_field_suggests_the_nearest_and_lists_allowed(load_raw):
     raw = apply(load_raw("onprem-dgx"), {("network", "fabrik"): "infiniband"})
     problem = find_problem(problems_of(raw), ("network", "fabrik"), ("did you mean 'fabric'?", "socket_ifname"))
     assert problem.value == "infiniband"
+
+
+def test_stack_aws_region_must_match_the_spec(tmp_path, load_raw):
+    path = tmp_path / "Pulumi.region.yaml"
+    path.write_text(yaml.safe_dump({"config": {"aws:region": "eu-west-1", "gpucluster:cluster": load_raw("eks-t4")}}))
+    with pytest.raises(SpecError) as caught:
+        load_stack(str(path))
+    assert caught.value.problems[0].path == ("aws", "region")
+    assert "eu-west-1" in caught.value.problems[0].message
+
+
+@pytest.mark.parametrize("address", ["10.0.0.300", "host name", "-bad.example.com"])
+def test_host_address_must_be_an_ip_or_dns_name(load_raw, address):
+    raw = apply(load_raw("onprem-kubeadm"), {("node_pools", 0, "hosts", 0, "address"): address})
+    find_problem(problems_of(raw), ("node_pools", 0, "hosts", 0, "address"), ("neither an IP address nor a DNS name",))

@@ -9,13 +9,15 @@ from __future__ import annotations
 import pulumi
 
 from gpucluster.plan import Plan, make_plan
-from gpucluster.stackfile import SpecError, parse_spec
+from gpucluster.stackfile import SpecError, check_provider_region, parse_spec
 
 
 def run() -> Plan:
     raw = pulumi.Config("gpucluster").require_object("cluster")
+    source = f"stack {pulumi.get_stack()} (gpucluster:cluster)"
     try:
-        spec = parse_spec(raw, source=f"stack {pulumi.get_stack()} (gpucluster:cluster)")
+        spec = parse_spec(raw, source)
+        check_provider_region(spec, pulumi.Config("aws").get("region"), source)
     except SpecError as error:
         pulumi.log.error(error.describe())
         raise pulumi.RunError("invalid cluster spec; nothing was changed") from None
