@@ -61,6 +61,20 @@ ComponentVersion = Annotated[
     Field(description="An exact release version; floating tags such as 'latest' are refused."),
 ]
 Cidr = Annotated[IPv4Network, BeforeValidator(_network_text)]
+_HOSTNAME = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9]([-A-Za-z0-9]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([-A-Za-z0-9]{0,61}[A-Za-z0-9])?)*$")
+
+
+def _address(value: str) -> str:
+    try:
+        ip_address(value)
+    except ValueError:
+        if not _HOSTNAME.match(value) or value.rsplit(".", 1)[-1].isdigit():  # "10.0.0.300" is a bad IP
+            raise ValueError(f"{value!r} is neither an IP address nor a DNS name") from None
+    return value
+
+
+Address = Annotated[str, AfterValidator(_address)]
+Ec2InstanceType = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9-]*\.[a-z0-9]+$")]
 LabelKey = Annotated[str, StringConstraints(pattern=r"^([a-z0-9.-]+/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")]
 LabelValue = Annotated[str, StringConstraints(pattern=r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$", max_length=63)]
 
@@ -105,20 +119,6 @@ class GpuSet(SpecModel):
         if model not in known:
             raise ValueError(f"unknown GPU model {model!r}; allowed: {', '.join(known)}")
         return model
-
-
-def _address(value: str) -> str:
-    try:
-        ip_address(value)
-    except ValueError:
-        if not _HOSTNAME.match(value) or value.rsplit(".", 1)[-1].isdigit():  # "10.0.0.300" is a bad IP
-            raise ValueError(f"{value!r} is neither an IP address nor a DNS name") from None
-    return value
-
-
-_HOSTNAME = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9]([-A-Za-z0-9]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([-A-Za-z0-9]{0,61}[A-Za-z0-9])?)*$")
-Address = Annotated[str, AfterValidator(_address)]
-Ec2InstanceType = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9-]*\.[a-z0-9]+$")]
 
 
 class Host(SpecModel):
