@@ -16,9 +16,6 @@ POOL_LABEL = "gpucluster.io/pool"
 DEVICE_PLUGIN_CONFIG_LABEL = "nvidia.com/device-plugin.config"
 MIG_CONFIG_LABEL = "nvidia.com/mig.config"
 MIG_DISABLED = "all-disabled"
-GPU_OPERATOR_NAMESPACE = "gpu-operator"
-MONITORING_NAMESPACE = "monitoring"
-INGRESS_NAMESPACE = "ingress-nginx"
 MANAGED_BY = {"app.kubernetes.io/managed-by": "gpucluster"}
 
 

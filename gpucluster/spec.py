@@ -80,6 +80,11 @@ LabelValue = Annotated[str, StringConstraints(pattern=r"^(([A-Za-z0-9][-A-Za-z0-
 
 GPU_TAINT_KEY = "nvidia.com/gpu"
 RESERVED_POOL_NAME = "default"
+GPU_OPERATOR_NAMESPACE = "gpu-operator"
+MONITORING_NAMESPACE = "monitoring"
+INGRESS_NAMESPACE = "ingress-nginx"
+# Namespaces gpucluster or Kubernetes own; a tenant's default-deny policies must never land in them.
+SYSTEM_NAMESPACES = ("kube-system", "kube-public", "kube-node-lease", GPU_OPERATOR_NAMESPACE, INGRESS_NAMESPACE, MONITORING_NAMESPACE)
 
 
 class SpecModel(BaseModel):
@@ -551,6 +556,9 @@ def _uniqueness_rules(spec: ClusterSpec):
     for name in duplicates(tenant.ns for tenant in spec.tenants):
         yield Violation(("tenants",), name, "tenant namespaces must be unique")
     for index, tenant in enumerate(spec.tenants):
+        if tenant.ns in SYSTEM_NAMESPACES:
+            field = "namespace" if tenant.namespace else "name"
+            yield Violation(("tenants", index, field), tenant.ns, f"a system namespace; not one of {', '.join(SYSTEM_NAMESPACES)}")
         if not (tenant.groups or tenant.users):
             yield Violation(("tenants", index), tenant.name, "name at least one of 'groups' or 'users' to bind its Role")
 

@@ -6,9 +6,9 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from gpucluster.plan import INGRESS_NAMESPACE, make_plan
+from gpucluster.plan import make_plan
 from gpucluster.render.ingress import INGRESS_NGINX_SERVICE, alb_ingress, ingress_releases
-from gpucluster.spec import ClusterSpec
+from gpucluster.spec import INGRESS_NAMESPACE, ClusterSpec
 from gpucluster.stackfile import load_stack
 
 REFERENCE = Path(__file__).resolve().parents[1].parent / "shared" / "reference"

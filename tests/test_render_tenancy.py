@@ -1,7 +1,7 @@
 import kubernetes_validate
 import pytest
 
-from gpucluster.plan import GPU_OPERATOR_NAMESPACE, INGRESS_NAMESPACE, MONITORING_NAMESPACE, make_plan
+from gpucluster.plan import make_plan
 from gpucluster.render.tenancy import (
     GPU_OPERATOR_POD_LABELS,
     NFD_MASTER_POD_LABELS,
@@ -10,7 +10,7 @@ from gpucluster.render.tenancy import (
     network_policies,
     tenant_objects,
 )
-from gpucluster.spec import ClusterSpec
+from gpucluster.spec import GPU_OPERATOR_NAMESPACE, INGRESS_NAMESPACE, MONITORING_NAMESPACE, ClusterSpec
 from gpucluster.stackfile import load_stack
 
 STACKS = ["eks-t4", "eks-h100", "onprem-k3s", "onprem-kubeadm", "onprem-dgx", "hybrid-crio"]
@@ -136,11 +136,6 @@ def test_without_tenants_the_default_namespace_is_isolated():
     policies = policies_by_namespace(spec_of("eks-t4", tenants=[]))
     assert list(policies) == ["default"]
     assert "default-deny" in policies["default"]
-
-
-def test_gpu_operator_namespace_is_never_isolated():
-    spec = with_tenant("eks-t4", namespace=GPU_OPERATOR_NAMESPACE)
-    assert GPU_OPERATOR_NAMESPACE not in policies_by_namespace(spec)
 
 
 def test_dns_egress_reaches_only_cluster_dns():

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from importlib import resources
 
-from gpucluster.plan import GPU_OPERATOR_NAMESPACE, MIG_DISABLED, Plan, PoolPlan
+from gpucluster.plan import MIG_DISABLED, Plan, PoolPlan
 from gpucluster.render.bundle import HelmRelease
 from gpucluster.render.k8s import config_map, k8s_object, to_yaml
-from gpucluster.spec import RESERVED_POOL_NAME
+from gpucluster.spec import GPU_OPERATOR_NAMESPACE, RESERVED_POOL_NAME
 
 DEVICE_PLUGIN_CONFIG = "gpucluster-device-plugin"
 DEVICE_PLUGIN_FALLBACK = RESERVED_POOL_NAME

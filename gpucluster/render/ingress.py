@@ -13,10 +13,10 @@ the controller's IAM role for its service account) are added by the Pulumi progr
 
 from __future__ import annotations
 
-from gpucluster.plan import INGRESS_NAMESPACE, Plan
+from gpucluster.plan import Plan
 from gpucluster.render.bundle import HelmRelease
 from gpucluster.render.k8s import k8s_object
-from gpucluster.spec import ClusterSpec
+from gpucluster.spec import INGRESS_NAMESPACE, ClusterSpec
 
 INGRESS_NGINX_CHART = "ingress-nginx"
 INGRESS_NGINX_REPOSITORY = "https://kubernetes.github.io/ingress-nginx"

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from gpucluster.plan import GPU_OPERATOR_NAMESPACE, INGRESS_NAMESPACE, Plan
+from gpucluster.plan import Plan
 from gpucluster.render.k8s import k8s_object
+from gpucluster.spec import GPU_OPERATOR_NAMESPACE, INGRESS_NAMESPACE
 
 TENANT_LABEL = "gpucluster.io/tenant"
 

@@ -11,9 +11,9 @@ from __future__ import annotations
 import re
 from decimal import Decimal
 
-from gpucluster.plan import GPU_OPERATOR_NAMESPACE, INGRESS_NAMESPACE, MONITORING_NAMESPACE, Plan
+from gpucluster.plan import Plan
 from gpucluster.render.k8s import k8s_object
-from gpucluster.spec import Tenant
+from gpucluster.spec import GPU_OPERATOR_NAMESPACE, INGRESS_NAMESPACE, MONITORING_NAMESPACE, Tenant
 
 RBAC_API_GROUP = "rbac.authorization.k8s.io"
 WORKLOAD_ROLE = "gpu-workloads"
@@ -117,10 +117,8 @@ def network_policies(plan: Plan) -> list[dict]:
     Egress anywhere else (the API server, object storage, package indexes) stays closed.
     """
     objects: list[dict] = []
-    # The GPU operator's namespace is never isolated, even if a tenant shares its name: the operator and
-    # its operands (driver, toolkit, device plugin, validator) must reach the API server and the nodes,
-    # and any policy selecting their pods would cut that off.
-    for namespace in (ns for ns in plan.workload_namespaces if ns != GPU_OPERATOR_NAMESPACE):
+    # System namespaces (gpu-operator, kube-system, ...) are never isolated: the spec refuses tenants there.
+    for namespace in plan.workload_namespaces:
         objects += [
             _policy("default-deny", namespace, ["Ingress", "Egress"]),
             _policy("allow-dns", namespace, ["Egress"], egress=[_dns_rule()]),

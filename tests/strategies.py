@@ -1,0 +1,664 @@
+"""Hypothesis strategies for raw cluster specs: the dicts a stack file holds under ``gpucluster:cluster``.
+
+- ``valid_specs()`` draws specs that ``ClusterSpec`` must accept, across the whole space: every platform
+  and distribution, pools of catalog instance types (spot/mixed, EFA) or of hosts with catalog GPUs, every
+  sharing mode (MIG profiles and layouts drawn from the catalog so that they fit the GPU), labels, taints,
+  tenants and ingress. Every rule of ``gpucluster.spec`` is satisfied by construction, not by filtering.
+- ``broken_specs(mutation)`` takes a valid spec (drawn, or a reference stack) and applies one ``Mutation``
+  of ``MUTATIONS``, each of which breaks one rule and knows the field path the error must name.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from ipaddress import IPv4Network
+from pathlib import Path
+from typing import Any
+
+import yaml
+from hypothesis import strategies as st
+
+from gpucluster.catalog import catalog
+from gpucluster.spec import SUPPORTED_KUBERNETES_VERSIONS, SYSTEM_NAMESPACES
+
+STACKS_DIR = Path(__file__).resolve().parents[1] / "stacks"
+
+GPUS = catalog().gpus
+INSTANCE_TYPES = catalog().instance_types
+MIG_MODELS = sorted(name for name, gpu in GPUS.items() if gpu.mig)
+NON_MIG_MODELS = sorted(name for name, gpu in GPUS.items() if not gpu.mig)
+TYPES_BY_GPU = {model: sorted(n for n, t in INSTANCE_TYPES.items() if t.gpu == model) for model in GPUS}
+EFA_TYPES_BY_GPU = {
+    model: [n for n in names if INSTANCE_TYPES[n].efa_interfaces] for model, names in TYPES_BY_GPU.items()
+}
+NON_EFA_TYPES = sorted(n for n, t in INSTANCE_TYPES.items() if not t.efa_interfaces)
+
+PLATFORMS = ("aws", "onprem", "hybrid")
+REGIONS = ("us-east-1", "us-west-2", "eu-west-1", "eu-central-1", "ap-northeast-1", "us-gov-west-1")
+CONTROL_PLANE_TYPES = ("m6i.xlarge", "m7i.2xlarge", "c6i.4xlarge")
+FABRICS = {"aws": ("ethernet", "efa"), "onprem": ("ethernet", "infiniband"),
+           "hybrid": ("ethernet", "infiniband", "efa")}
+CNIS = {"eks": ("aws-vpc-cni", "cilium"), "kubeadm": ("calico", "cilium", "flannel"),
+        "k3s": ("calico", "cilium", "flannel")}
+POD_CIDRS = ("10.244.0.0/16", "10.42.0.0/16", "192.168.0.0/16", "100.64.0.0/12", "10.0.0.0/9")
+SERVICE_CIDRS = ("10.96.0.0/12", "10.43.0.0/16", "172.20.0.0/16", "10.128.0.0/12")
+VPC_CIDRS = ("10.0.0.0/16", "10.20.0.0/16", "172.31.0.0/16")
+TENANT_NAMES = ("team-a", "ml-platform", "research", "inference", "default")
+
+# --- scalars --------------------------------------------------------------------------------------------
+
+_LABEL_NAME = r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?"
+_DNS_PREFIX = r"[a-z0-9]([-a-z0-9]{0,8}[a-z0-9])?(\.[a-z0-9]([-a-z0-9]{0,8}[a-z0-9])?){0,2}"
+
+
+def dns_labels() -> st.SearchStrategy[str]:
+    """DNS-1123 labels, up to 63 characters."""
+    return st.from_regex(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?", fullmatch=True)
+
+
+def label_keys() -> st.SearchStrategy[str]:
+    """Kubernetes label/taint keys: an optional DNS-subdomain prefix and a name of at most 63 characters."""
+    return st.one_of(
+        st.from_regex(rf"({_DNS_PREFIX}/)?{_LABEL_NAME}", fullmatch=True),
+        st.sampled_from(["workload", "nvidia.com/gpu", "example.com/team", "node.kubernetes.io/role"]),
+    )
+
+
+def label_values() -> st.SearchStrategy[str]:
+    return st.from_regex(rf"({_LABEL_NAME})?", fullmatch=True)
+
+
+def exact_versions() -> st.SearchStrategy[str]:
+    return st.from_regex(r"v?[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}(-[a-z0-9]{1,8})?", fullmatch=True)
+
+
+def quantities(suffixes: tuple[str, ...]) -> st.SearchStrategy[str]:
+    """Kubernetes quantities such as '64', '1.5', '500m', '256Gi'."""
+    fraction = st.one_of(st.just(""), st.from_regex(r"\.[0-9]{1,3}", fullmatch=True))
+    return st.builds(lambda whole, frac, suffix: f"{whole}{frac}{suffix}",
+                     st.integers(0, 100_000), fraction, st.sampled_from(suffixes))
+
+
+def addresses() -> st.SearchStrategy[str]:
+    return st.one_of(st.ip_addresses(v=4).map(str), st.from_regex(r"[a-z][a-z0-9]{0,8}\.example\.com", fullmatch=True))
+
+
+def _maybe(draw, target: dict, key: str, strategy: st.SearchStrategy) -> None:
+    """Set ``target[key]`` to a drawn value, or leave the key out (so its default applies)."""
+    if draw(st.booleans()):
+        target[key] = draw(strategy)
+
+
+# --- sections -------------------------------------------------------------------------------------------
+
+
+@st.composite
+def aws_sections(draw) -> dict:
+    region = draw(st.sampled_from(REGIONS))
+    letters = draw(st.lists(st.sampled_from("abcdef"), min_size=2, max_size=3, unique=True))
+    section = {"region": region, "availability_zones": [f"{region}{letter}" for letter in letters]}
+    _maybe(draw, section, "vpc_cidr", st.sampled_from(VPC_CIDRS))
+    return section
+
+
+@st.composite
+def scalings(draw) -> dict:
+    high = draw(st.integers(1, 1000))
+    low = draw(st.integers(0, high))
+    return {"min": low, "max": high, "desired": draw(st.integers(low, high))}
+
+
+@st.composite
+def taints(draw) -> dict:
+    taint = {"key": draw(label_keys())}
+    _maybe(draw, taint, "value", label_values())
+    _maybe(draw, taint, "effect", st.sampled_from(["NoSchedule", "PreferNoSchedule", "NoExecute"]))
+    return taint
+
+
+@st.composite
+def mig_layouts(draw, model: str) -> dict[str, int]:
+    """A mixed-strategy layout that fits one GPU: within max_instances and the compute/memory slices."""
+    mig = GPUS[model].mig
+    layout: dict[str, int] = {}
+    compute = memory = 0
+    for name in draw(st.permutations(sorted(mig.profiles))):
+        profile = mig.profiles[name]
+        fits = min(profile.max_instances,
+                   (mig.compute_slices - compute) // profile.compute,
+                   (mig.memory_slices - memory) // profile.memory)
+        if fits < 1:
+            continue
+        count = draw(st.integers(0 if layout else 1, fits))  # every profile fits an empty GPU
+        if count:
+            layout[name] = count
+            compute += profile.compute * count
+            memory += profile.memory * count
+    return layout
+
+
+@st.composite
+def sharings(draw, mode: str, model: str) -> dict:
+    """A sharing section for ``mode`` in a pool of ``model`` (its only GPU model when mode is 'mig')."""
+    if mode == "none":
+        return draw(st.sampled_from([{}, {"mode": "none"}]))
+    if mode == "time-slicing":
+        sharing = {"mode": mode, "replicas": draw(st.integers(2, 16))}
+        _maybe(draw, sharing, "rename_by_default", st.booleans())
+        _maybe(draw, sharing, "fail_requests_greater_than_one", st.booleans())
+        return sharing
+    if draw(st.booleans()):
+        return {"mode": "mig", "strategy": "single", "profile": draw(st.sampled_from(sorted(GPUS[model].mig.profiles)))}
+    return {"mode": "mig", "strategy": "mixed", "layout": draw(mig_layouts(model))}
+
+
+@st.composite
+def _pool_common(draw, pool: dict) -> dict:
+    """Labels, taints and disk size, which any pool may carry."""
+    _maybe(draw, pool, "labels", st.dictionaries(label_keys(), label_values(), max_size=3))
+    _maybe(draw, pool, "taints", st.lists(taints(), max_size=2))
+    _maybe(draw, pool, "disk_gib", st.integers(20, 16384))
+    return pool
+
+
+@st.composite
+def instance_pools(draw, name: str, efa: bool, zones: list[str]) -> dict:
+    """A pool of catalog instance types, all with one GPU model (EFA-capable ones when ``efa``)."""
+    mode = draw(st.sampled_from(["none", "time-slicing", "mig"]))
+    models = [m for m in GPUS if (EFA_TYPES_BY_GPU if efa else TYPES_BY_GPU)[m] and (mode != "mig" or GPUS[m].mig)]
+    model = draw(st.sampled_from(sorted(models)))
+    offered = EFA_TYPES_BY_GPU[model] if efa else TYPES_BY_GPU[model]
+    types = draw(st.lists(st.sampled_from(offered), min_size=1, max_size=3, unique=True))
+    pool: dict[str, Any] = {"name": name, "instance_types": types}
+    if draw(st.booleans()):
+        pool["gpu"] = {"model": model, "count": INSTANCE_TYPES[types[0]].gpus}
+    scaling = draw(scalings())
+    pool["scaling"] = scaling
+    capacity = {"type": draw(st.sampled_from(["on-demand", "spot", "mixed"]))}
+    _maybe(draw, capacity, "on_demand_base", st.integers(0, scaling["max"]))
+    _maybe(draw, capacity, "on_demand_percentage", st.integers(0, 100))
+    pool["capacity"] = capacity
+    if efa:
+        pool["efa"] = True
+        pool["availability_zone"] = draw(st.sampled_from(zones))
+    else:
+        _maybe(draw, pool, "availability_zone", st.sampled_from(zones))
+    pool["sharing"] = draw(sharings(mode, model))
+    return draw(_pool_common(pool))
+
+
+@st.composite
+def host_pools(draw, name: str, hosts: list[dict]) -> dict:
+    """A pool of existing machines; each host's GPUs come from its own ``gpus`` or the pool's ``gpu``."""
+    mode = draw(st.sampled_from(["none", "time-slicing", "mig"]))
+    if mode == "mig":
+        models = [draw(st.sampled_from(MIG_MODELS))]
+    else:
+        models = draw(st.lists(st.sampled_from(sorted(GPUS)), min_size=1, max_size=2, unique=True))
+    gpu_sets = st.fixed_dictionaries({"model": st.sampled_from(models), "count": st.integers(1, 16)})
+    pool: dict[str, Any] = {"name": name}
+    pool_gpu = draw(st.one_of(st.none(), gpu_sets))
+    if pool_gpu is not None:
+        pool["gpu"] = pool_gpu
+    pool["hosts"] = []
+    for host in hosts:
+        gpus = draw(st.lists(gpu_sets, min_size=0 if pool_gpu else 1, max_size=2))
+        pool["hosts"].append({**host, "gpus": gpus} if gpus or draw(st.booleans()) else dict(host))
+    _maybe(draw, pool, "scaling", scalings())
+    _maybe(draw, pool, "capacity", st.fixed_dictionaries({"type": st.just("on-demand")}))
+    pool["sharing"] = draw(sharings(mode, models[0]))
+    return draw(_pool_common(pool))
+
+
+@st.composite
+def tenants(draw) -> list[dict]:
+    """0-3 tenants with distinct namespaces, quotas, and at least one group or user each."""
+    names = st.one_of(st.sampled_from(TENANT_NAMES), dns_labels()).filter(lambda n: n not in SYSTEM_NAMESPACES)
+    count = draw(st.integers(0, 3))
+    namespaces = draw(st.lists(names, min_size=count, max_size=count, unique=True))
+    subjects = st.from_regex(r"[a-z][-a-z0-9.@_]{0,20}", fullmatch=True)
+    result = []
+    for namespace in namespaces:
+        tenant: dict[str, Any] = {"name": namespace}
+        if draw(st.booleans()):
+            tenant = {"name": draw(dns_labels()), "namespace": namespace}
+        tenant["gpus"] = draw(st.integers(0, 1024))
+        tenant["cpu"] = draw(quantities(("", "m", "k")))
+        tenant["memory"] = draw(quantities(("", "k", "M", "G", "T", "Ki", "Mi", "Gi", "Ti")))
+        _maybe(draw, tenant, "default_cpu", quantities(("", "m")))
+        _maybe(draw, tenant, "default_memory", quantities(("Mi", "Gi")))
+        groups, users = draw(st.lists(subjects, max_size=2)), draw(st.lists(subjects, max_size=2))
+        if not groups and not users:
+            groups = [draw(subjects)]
+        if groups or draw(st.booleans()):
+            tenant["groups"] = groups
+        if users or draw(st.booleans()):
+            tenant["users"] = users
+        result.append(tenant)
+    return result
+
+
+@st.composite
+def control_planes(draw, platform: str, hosts: list[dict]) -> dict:
+    """1 or 3 existing hosts (3 behind an endpoint), or on hybrid 1/3/5 provisioned instances."""
+    if platform == "hybrid" and not hosts:
+        control_plane = {"instance_type": draw(st.sampled_from(CONTROL_PLANE_TYPES))}
+        count = draw(st.sampled_from([1, 3, 5]))
+        if count > 1 or draw(st.booleans()):
+            control_plane["count"] = count
+    else:
+        control_plane, count = {"hosts": hosts}, len(hosts)
+    if count > 1 or draw(st.booleans()):
+        control_plane["endpoint"] = draw(st.sampled_from(["api.example.com:6443", "10.0.0.10:6443"]))
+    return control_plane
+
+
+# --- whole specs ----------------------------------------------------------------------------------------
+
+
+@st.composite
+def valid_specs(draw, platforms: tuple[str, ...] = PLATFORMS) -> dict:
+    """A raw spec on one of ``platforms`` that satisfies every rule of ``gpucluster.spec``."""
+    platform = draw(st.sampled_from(platforms))
+    distribution = "eks" if platform == "aws" else draw(st.sampled_from(["kubeadm", "k3s"]))
+    fabric = draw(st.sampled_from(FABRICS[platform]))
+    raw: dict[str, Any] = {"name": draw(dns_labels()), "platform": platform}
+    zones: list[str] = []
+    if platform != "onprem":
+        raw["aws"] = draw(aws_sections())
+        zones = raw["aws"]["availability_zones"]
+
+    # Pool kinds first: fabric efa needs an EFA pool, which must be made of instance types.
+    pool_count = draw(st.integers(1, 3))
+    if platform == "hybrid":
+        kinds = [draw(st.sampled_from(["instances", "hosts"])) for _ in range(pool_count)]
+    else:
+        kinds = [{"aws": "instances", "onprem": "hosts"}[platform]] * pool_count
+    if fabric == "efa":
+        kinds[0] = "instances"
+    host_counts = [draw(st.integers(1, 3)) if kind == "hosts" else 0 for kind in kinds]
+    control_plane_hosts = 0
+    if distribution != "eks" and (platform == "onprem" or draw(st.booleans())):
+        control_plane_hosts = draw(st.sampled_from([1, 3]))
+    names = iter(draw(st.lists(dns_labels(), min_size=control_plane_hosts + sum(host_counts),
+                               max_size=control_plane_hosts + sum(host_counts), unique=True)))
+    cp_hosts = [{"name": next(names), "address": draw(addresses())} for _ in range(control_plane_hosts)]
+    pool_hosts = [[{"name": next(names), "address": draw(addresses())} for _ in range(n)] for n in host_counts]
+    if cp_hosts and any(host_counts) and draw(st.booleans()):
+        first = next(i for i, n in enumerate(host_counts) if n)
+        pool_hosts[first][0] = dict(cp_hosts[0])  # the control-plane machine also runs workloads
+
+    kubernetes: dict[str, Any] = {"distribution": distribution,
+                                  "version": draw(st.sampled_from(SUPPORTED_KUBERNETES_VERSIONS))}
+    if draw(st.booleans()):
+        pod = draw(st.sampled_from(POD_CIDRS))
+        kubernetes["pod_cidr"] = pod
+        services = [c for c in SERVICE_CIDRS if not _overlap(c, pod)]
+        kubernetes["service_cidr"] = draw(st.sampled_from(services))
+    if distribution != "eks":
+        kubernetes["control_plane"] = draw(control_planes(platform, cp_hosts))
+    raw["kubernetes"] = kubernetes
+
+    network: dict[str, Any] = {"cni": draw(st.sampled_from(CNIS[distribution]))}
+    if fabric != "ethernet" or draw(st.booleans()):
+        network["fabric"] = fabric
+    _maybe(draw, network, "socket_ifname", st.sampled_from(["eth0", "ens5", "ib0", "eth0,eth1"]))
+    if fabric == "infiniband":
+        _maybe(draw, network, "ib_hcas", st.lists(st.sampled_from(["mlx5_0", "mlx5_1", "mlx5_2", "mlx5"]),
+                                                  max_size=4, unique=True))
+    raw["network"] = network
+
+    runtimes = ["containerd"] if distribution == "eks" else ["containerd", "cri-o"]
+    _maybe(draw, raw, "runtime", st.fixed_dictionaries({"name": st.sampled_from(runtimes), "cdi": st.booleans()}))
+    _maybe(draw, raw, "gpu_stack", st.fixed_dictionaries(
+        {"driver": st.sampled_from(["host", "operator"]), "toolkit": st.sampled_from(["host", "operator"])},
+        optional={"driver_version": exact_versions()}))
+    _maybe(draw, raw, "components", st.fixed_dictionaries(
+        {}, optional={"gpu_operator": exact_versions(), "device_plugin": exact_versions(),
+                      "dcgm_exporter": exact_versions()}))
+
+    pool_names = draw(st.lists(dns_labels().filter(lambda n: n != "default"), min_size=pool_count,
+                               max_size=pool_count, unique=True))
+    raw["node_pools"] = []
+    for index, (name, kind) in enumerate(zip(pool_names, kinds)):
+        if kind == "instances":
+            efa = fabric == "efa" and (index == 0 or draw(st.booleans()))
+            raw["node_pools"].append(draw(instance_pools(name, efa, zones)))
+        else:
+            raw["node_pools"].append(draw(host_pools(name, pool_hosts[index])))
+
+    raw["tenants"] = draw(tenants())
+    balancers = ["alb", "nlb", "service"] if platform == "aws" else ["service"]
+    raw["ingress"] = {"controller": draw(st.sampled_from(["nginx", "none"])),
+                      "load_balancer": draw(st.sampled_from(balancers))}
+    _maybe(draw, raw, "monitoring", st.fixed_dictionaries(
+        {"enabled": st.booleans()}, optional={"gpu_temperature_alert_celsius": st.integers(50, 110)}))
+    _maybe(draw, raw, "autoscaling", st.fixed_dictionaries(
+        {"cluster_autoscaler": st.booleans()}, optional={"gpu_utilization_target": st.integers(1, 100)}))
+    _maybe(draw, raw, "backups", st.fixed_dictionaries(
+        {"velero": st.booleans(), "etcd_snapshots": st.booleans()}, optional={"schedule": st.just("30 3 * * 0")}))
+    return raw
+
+
+def _overlap(a: str, b: str) -> bool:
+    return IPv4Network(a).overlaps(IPv4Network(b))
+
+
+def reference_specs(platforms: tuple[str, ...] = PLATFORMS) -> st.SearchStrategy[dict]:
+    """The ``gpucluster:cluster`` dict of each reference stack in ``stacks/`` on one of ``platforms``."""
+    raws = [yaml.safe_load(path.read_text(encoding="utf-8"))["config"]["gpucluster:cluster"]
+            for path in sorted(STACKS_DIR.glob("Pulumi.*.yaml"))]
+    return st.sampled_from([raw for raw in raws if raw["platform"] in platforms])
+
+
+# --- mutations: one broken rule each, with the path its error must name ----------------------------------
+
+Draw = Callable[[st.SearchStrategy], Any]
+WITH_AWS = ("aws", "hybrid")
+
+
+@dataclass(frozen=True)
+class Mutation:
+    """One way to break a valid spec. ``apply(raw, draw)`` breaks ``raw`` in place and returns the path of
+    the problem as ``gpucluster.stackfile.format_path`` writes it, without the ``gpucluster:cluster.`` prefix."""
+
+    name: str
+    apply: Callable[[dict, Draw], str]
+    platforms: tuple[str, ...] = PLATFORMS  # the platforms of the specs it applies to
+
+    def __str__(self) -> str:
+        return self.name
+
+
+@dataclass(frozen=True)
+class BrokenSpec:
+    raw: dict
+    path: str  # where the problem must be reported
+
+
+def _pool(raw: dict, draw: Draw) -> tuple[int, dict]:
+    index = draw(st.integers(0, len(raw["node_pools"]) - 1))
+    return index, raw["node_pools"][index]
+
+
+def _provision(pool: dict, instance_types: list[str], *, efa: bool = False) -> None:
+    """Turn ``pool`` into a plain pool of ``instance_types`` (its GPU, EFA and sharing settings dropped)."""
+    for key in ("hosts", "gpu", "efa", "availability_zone", "sharing"):
+        pool.pop(key, None)
+    pool["instance_types"] = instance_types
+    if efa:
+        pool["efa"] = True
+
+
+def _give_gpu(pool: dict, model: str, draw: Draw) -> None:
+    """Make ``model`` the pool's only GPU model, keeping the pool's kind (instance types or hosts)."""
+    if "instance_types" in pool:
+        offered = EFA_TYPES_BY_GPU[model] if pool.get("efa") else TYPES_BY_GPU[model]
+        efa, zone = pool.get("efa"), pool.get("availability_zone")
+        _provision(pool, [draw(st.sampled_from(offered))], efa=bool(efa))
+        if zone:
+            pool["availability_zone"] = zone
+    else:
+        pool["gpu"] = {"model": model, "count": 8}
+        for host in pool["hosts"]:
+            host.pop("gpus", None)
+
+
+def _gpu_choices(pool: dict, models: list[str]) -> list[str]:
+    """The models of ``models`` that ``_give_gpu`` can put into ``pool``."""
+    if "instance_types" not in pool:
+        return models
+    return [m for m in models if (EFA_TYPES_BY_GPU if pool.get("efa") else TYPES_BY_GPU)[m]]
+
+
+def _time_slicing_replicas_one(raw: dict, draw: Draw) -> str:
+    index, pool = _pool(raw, draw)
+    pool["sharing"] = {"mode": "time-slicing", "replicas": draw(st.sampled_from([1, 0, -3]))}
+    return f"node_pools[{index}].sharing.replicas"
+
+
+_MAPPINGS = {"labels", "layout"}  # free-form mappings, where any key is allowed
+
+
+def _models(node: dict, path: str = "") -> Iterator[tuple[str, dict]]:
+    """Every spec model in a raw spec, as (path, dict): the spec itself, its sections, list items."""
+    yield path, node
+    for key, value in node.items():
+        if key in _MAPPINGS:
+            continue
+        child = f"{path}.{key}" if path else key
+        if isinstance(value, dict):
+            yield from _models(value, child)
+        elif isinstance(value, list):
+            for index, item in enumerate(value):
+                if isinstance(item, dict):
+                    yield from _models(item, f"{child}[{index}]")
+
+
+def _unknown_key(raw: dict, draw: Draw) -> str:
+    path, node = draw(st.sampled_from(list(_models(raw))))
+    key = draw(st.sampled_from(["replica", "nodepools", "colour", "gpu_count", "extra"]))
+    node[key] = draw(st.sampled_from([1, "x", True, None, []]))
+    return f"{path}.{key}" if path else key
+
+
+def _mig_on_non_mig_gpu(raw: dict, draw: Draw) -> str:
+    index, pool = _pool(raw, draw)
+    _give_gpu(pool, draw(st.sampled_from(_gpu_choices(pool, NON_MIG_MODELS))), draw)
+    profile = draw(st.sampled_from(sorted(GPUS["A100-80GB"].mig.profiles)))
+    pool["sharing"] = {"mode": "mig", "strategy": "single", "profile": profile}
+    return f"node_pools[{index}].sharing.mode"
+
+
+def _mig_profile_of_another_gpu(raw: dict, draw: Draw) -> str:
+    index, pool = _pool(raw, draw)
+    model = draw(st.sampled_from(_gpu_choices(pool, MIG_MODELS)))
+    _give_gpu(pool, model, draw)
+    foreign = sorted({p for m in MIG_MODELS for p in GPUS[m].mig.profiles} - set(GPUS[model].mig.profiles))
+    profile = draw(st.sampled_from(foreign))
+    if draw(st.booleans()):
+        pool["sharing"] = {"mode": "mig", "strategy": "single", "profile": profile}
+        return f"node_pools[{index}].sharing.profile"
+    pool["sharing"] = {"mode": "mig", "strategy": "mixed", "layout": {profile: 1}}
+    return f"node_pools[{index}].sharing.layout"
+
+
+def _efa_pool(raw: dict, draw: Draw, instance_type: str) -> tuple[int, dict]:
+    index, pool = _pool(raw, draw)
+    _provision(pool, [instance_type], efa=True)
+    raw["network"]["fabric"] = "efa"
+    return index, pool
+
+
+def _efa_on_type_without_efa(raw: dict, draw: Draw) -> str:
+    index, pool = _efa_pool(raw, draw, draw(st.sampled_from(NON_EFA_TYPES)))
+    pool["availability_zone"] = raw["aws"]["availability_zones"][0]
+    return f"node_pools[{index}].instance_types[0]"
+
+
+def _efa_without_zone(raw: dict, draw: Draw) -> str:
+    efa_types = sorted(n for names in EFA_TYPES_BY_GPU.values() for n in names)
+    index, _ = _efa_pool(raw, draw, draw(st.sampled_from(efa_types)))
+    return f"node_pools[{index}].availability_zone"
+
+
+def _distribution(value: str) -> Callable[[dict, Draw], str]:
+    def mutate(raw: dict, draw: Draw) -> str:
+        raw["kubernetes"]["distribution"] = value
+        return "kubernetes.distribution"
+
+    return mutate
+
+
+def _spot_with_two_gpu_models(raw: dict, draw: Draw) -> str:
+    index, pool = _pool(raw, draw)
+    first, second = draw(st.lists(st.sampled_from(sorted(m for m in GPUS if TYPES_BY_GPU[m])),
+                                  min_size=2, max_size=2, unique=True))
+    _provision(pool, [draw(st.sampled_from(TYPES_BY_GPU[first])), draw(st.sampled_from(TYPES_BY_GPU[second]))])
+    pool["capacity"] = {"type": draw(st.sampled_from(["spot", "mixed"]))}
+    return f"node_pools[{index}].instance_types"
+
+
+def _on_demand_base_above_max(raw: dict, draw: Draw) -> str:
+    index, pool = _pool(raw, draw)
+    maximum = pool.get("scaling", {}).get("max", 1)
+    pool.setdefault("capacity", {})["on_demand_base"] = maximum + draw(st.integers(1, 10))
+    return f"node_pools[{index}].capacity.on_demand_base"
+
+
+def _duplicate_pool_name(raw: dict, draw: Draw) -> str:
+    pools = raw["node_pools"]
+    if len(pools) > 1:
+        first, second = draw(st.lists(st.integers(0, len(pools) - 1), min_size=2, max_size=2, unique=True))
+        pools[second]["name"] = pools[first]["name"]
+    else:
+        twin = copy.deepcopy(pools[0])
+        for host in twin.get("hosts", []):
+            host["name"] = host["name"][:58] + "-twin"
+        pools.append(twin)
+    return "node_pools"
+
+
+def _tenant(raw: dict, draw: Draw) -> tuple[int, dict]:
+    """A tenant of ``raw`` to break (one is added when there is none)."""
+    tenants = raw.setdefault("tenants", [])
+    if not tenants:
+        tenants.append({"name": "team-a", "gpus": 1, "cpu": "8", "memory": "32Gi", "groups": ["team-a"]})
+    index = draw(st.integers(0, len(tenants) - 1))
+    return index, tenants[index]
+
+
+def _duplicate_tenant_namespace(raw: dict, draw: Draw) -> str:
+    _, tenant = _tenant(raw, draw)
+    namespace = tenant.get("namespace") or tenant["name"]
+    raw["tenants"].append({**tenant, "name": tenant["name"][:58] + "-twin", "namespace": namespace})
+    return "tenants"
+
+
+def _unknown_instance_type(raw: dict, draw: Draw) -> str:
+    index, pool = _pool(raw, draw)
+    if "instance_types" not in pool:
+        _provision(pool, [draw(st.sampled_from(TYPES_BY_GPU["T4"]))])
+    position = draw(st.integers(0, len(pool["instance_types"]) - 1))
+    pool["instance_types"][position] = draw(st.sampled_from(["g9.huge", "m6i.xlarge", "p5.96xlarge", "G4DN.XLARGE"]))
+    return f"node_pools[{index}].instance_types[{position}]"
+
+
+def _unknown_gpu_model(raw: dict, draw: Draw) -> str:
+    index, pool = _pool(raw, draw)
+    unknown = {"model": draw(st.sampled_from(["RTX-4090", "A31", "H100", "t4", "B200"])), "count": 1}
+    if pool.get("hosts") and draw(st.booleans()):
+        host = draw(st.integers(0, len(pool["hosts"]) - 1))
+        pool["hosts"][host]["gpus"] = [unknown]
+        return f"node_pools[{index}].hosts[{host}].gpus[0].model"
+    pool["gpu"] = unknown
+    return f"node_pools[{index}].gpu.model"
+
+
+def _floating_component_version(raw: dict, draw: Draw) -> str:
+    section, key = draw(st.sampled_from([("components", "gpu_operator"), ("components", "device_plugin"),
+                                         ("components", "dcgm_exporter"), ("gpu_stack", "driver_version")]))
+    raw.setdefault(section, {})[key] = draw(st.sampled_from(["latest", "stable", ">=0.17", "v0.17", "0.17.x"]))
+    return f"{section}.{key}"
+
+
+def _unsupported_kubernetes_version(raw: dict, draw: Draw) -> str:
+    raw["kubernetes"]["version"] = draw(st.sampled_from(["1.20", "1.27", "1.38", "1.33.0", "latest", 1.33]))
+    return "kubernetes.version"
+
+
+def _pool_named_default(raw: dict, draw: Draw) -> str:
+    index, pool = _pool(raw, draw)
+    pool["name"] = "default"
+    return f"node_pools[{index}].name"
+
+
+def _even_control_plane(raw: dict, draw: Draw) -> str:
+    control_plane = raw["kubernetes"]["control_plane"]
+    if control_plane.get("instance_type"):
+        control_plane["count"] = draw(st.sampled_from([2, 4, 6]))
+    else:
+        control_plane["hosts"] = [{"name": f"cp-even-{n}", "address": f"10.9.9.{n}"} for n in (1, 2)]
+    control_plane["endpoint"] = "api.example.com:6443"
+    return "kubernetes.control_plane"
+
+
+def _tenant_without_subjects(raw: dict, draw: Draw) -> str:
+    index, tenant = _tenant(raw, draw)
+    for key in ("groups", "users"):
+        if draw(st.booleans()):
+            tenant[key] = []
+        else:
+            tenant.pop(key, None)
+    return f"tenants[{index}]"
+
+
+def _overlapping_cidrs(raw: dict, draw: Draw) -> str:
+    pod, service = draw(st.sampled_from([("10.244.0.0/16", "10.244.128.0/17"), ("10.0.0.0/8", "10.96.0.0/12"),
+                                         ("10.96.0.0/12", "10.96.0.0/12"), ("10.96.0.0/16", "10.96.0.0/12")]))
+    raw["kubernetes"].update(pod_cidr=pod, service_cidr=service)
+    return "kubernetes.service_cidr"
+
+
+# Required fields of each model, by the field name that leads to it ("" is the spec itself).
+_REQUIRED = {
+    "": ("name", "platform", "kubernetes", "network", "node_pools"),
+    "kubernetes": ("distribution", "version"),
+    "network": ("cni",),
+    "aws": ("region", "availability_zones"),
+    "node_pools": ("name",),
+    "hosts": ("name", "address"),
+    "gpu": ("model", "count"),
+    "gpus": ("model", "count"),
+    "taints": ("key",),
+    "tenants": ("name", "gpus", "cpu", "memory"),
+}
+
+
+def _required_field_deleted(raw: dict, draw: Draw) -> str:
+    candidates = [
+        (path, node, key)
+        for path, node in _models(raw)
+        for key in _REQUIRED.get(re.sub(r"\[\d+\]$", "", path).rpartition(".")[2], ())
+        if key in node
+    ]
+    path, node, key = draw(st.sampled_from(candidates))
+    del node[key]
+    return f"{path}.{key}" if path else key
+
+
+MUTATIONS = (
+    Mutation("time-slicing replicas below 2", _time_slicing_replicas_one),
+    Mutation("unknown key in a model", _unknown_key),
+    Mutation("MIG on a GPU without MIG", _mig_on_non_mig_gpu),
+    Mutation("MIG profile of another GPU", _mig_profile_of_another_gpu),
+    Mutation("EFA on an instance type without EFA", _efa_on_type_without_efa, WITH_AWS),
+    Mutation("EFA pool without availability zone", _efa_without_zone, WITH_AWS),
+    Mutation("eks off platform aws", _distribution("eks"), ("onprem", "hybrid")),
+    Mutation("k3s on platform aws", _distribution("k3s"), ("aws",)),
+    Mutation("kubeadm on platform aws", _distribution("kubeadm"), ("aws",)),
+    Mutation("spot pool with two GPU models", _spot_with_two_gpu_models, WITH_AWS),
+    Mutation("on_demand_base above scaling.max", _on_demand_base_above_max),
+    Mutation("duplicate pool name", _duplicate_pool_name),
+    Mutation("duplicate tenant namespace", _duplicate_tenant_namespace),
+    Mutation("unknown instance type", _unknown_instance_type, WITH_AWS),
+    Mutation("unknown GPU model", _unknown_gpu_model),
+    Mutation("floating component version", _floating_component_version),
+    Mutation("unsupported Kubernetes version", _unsupported_kubernetes_version),
+    Mutation("pool named 'default'", _pool_named_default),
+    Mutation("even control-plane count", _even_control_plane, ("onprem", "hybrid")),
+    Mutation("tenant without groups or users", _tenant_without_subjects),
+    Mutation("pod_cidr overlaps service_cidr", _overlapping_cidrs),
+    Mutation("required field deleted", _required_field_deleted),
+)
+
+
+@st.composite
+def broken_specs(draw, mutation: Mutation) -> BrokenSpec:
+    """A valid spec (drawn, or a reference stack) broken by ``mutation``."""
+    platforms = mutation.platforms
+    raw = copy.deepcopy(draw(st.one_of(valid_specs(platforms), reference_specs(platforms))))
+    return BrokenSpec(raw, mutation.apply(raw, draw))
