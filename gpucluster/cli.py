@@ -141,9 +141,9 @@ def validate(
 def schema(
     markdown: Annotated[bool, typer.Option("--markdown", help="Print the field reference (docs/spec.md) instead.")] = False,
 ) -> None:
-    """Print the ClusterSpec JSON Schema.
+    """Print the stack file JSON Schema.
 
-    Point your editor's YAML schema setting at it to complete stack files.
+    Point your editor's YAML schema setting at it to complete and check stack files.
     """
     from gpucluster.docs import spec_json_schema, spec_markdown
 

@@ -5,14 +5,35 @@ from __future__ import annotations
 import json
 
 from gpucluster.spec import ClusterSpec
+from gpucluster.stackfile import CONFIG_KEY
 
-SCHEMA_ID = "https://gpucluster.dev/schema/cluster-spec.json"
+SCHEMA_ID = "https://gpucluster.dev/schema/stack-file.json"
 
 
 def spec_json_schema() -> str:
-    schema = {"$schema": "https://json-schema.org/draft/2020-12/schema", "$id": SCHEMA_ID}
-    schema.update(ClusterSpec.model_json_schema())
-    return json.dumps(schema, indent=2, sort_keys=False) + "\n"
+    """JSON Schema of a stack file: the Pulumi ``config:`` map whose ``gpucluster:cluster`` is a ClusterSpec.
+
+    Editors (e.g. the YAML language server's ``# yaml-language-server: $schema=...``) complete and check
+    ``stacks/Pulumi.<env>.yaml`` with it; other config keys such as ``aws:region`` are left free.
+    """
+    cluster = ClusterSpec.model_json_schema()
+    definitions = {**cluster.pop("$defs", {}), "ClusterSpec": cluster}
+    schema = {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$id": SCHEMA_ID,
+        "title": "gpucluster stack file",
+        "type": "object",
+        "required": ["config"],
+        "properties": {
+            "config": {
+                "type": "object",
+                "required": [CONFIG_KEY],
+                "properties": {CONFIG_KEY: {"$ref": "#/$defs/ClusterSpec"}},
+            }
+        },
+        "$defs": definitions,
+    }
+    return json.dumps(schema, indent=2) + "\n"
 
 
 def spec_markdown() -> str:
