@@ -187,4 +187,13 @@ def spec_warnings(spec: ClusterSpec) -> list[Violation]:
                     "list at least two with the same GPU (e.g. several sizes of one family)",
                 )
             )
+    if spec.network.cni == "flannel" and spec.kubernetes.distribution == "kubeadm" and spec.tenants:
+        warnings.append(
+            Violation(
+                ("network", "cni"),
+                "flannel",
+                "flannel does not enforce NetworkPolicies on kubeadm, so tenants are not isolated; "
+                "use calico or cilium (k3s enforces them with its embedded controller)",
+            )
+        )
     return warnings

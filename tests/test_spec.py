@@ -641,3 +641,11 @@ def test_stack_aws_region_must_match_the_spec(tmp_path, load_raw):
 def test_host_address_must_be_an_ip_or_dns_name(load_raw, address):
     raw = apply(load_raw("onprem-kubeadm"), {("node_pools", 0, "hosts", 0, "address"): address})
     find_problem(problems_of(raw), ("node_pools", 0, "hosts", 0, "address"), ("neither an IP address nor a DNS name",))
+
+
+def test_flannel_on_kubeadm_with_tenants_warns_that_policies_are_not_enforced(load_raw):
+    raw = apply(load_raw("onprem-kubeadm"), {("network", "cni"): "flannel"})
+    [warning] = spec_warnings(parse_spec(raw, "test.yaml"))
+    assert warning.path == ("network", "cni") and "NetworkPolicies" in warning.message
+    k3s = apply(load_raw("onprem-k3s"), {("network", "cni"): "flannel"})
+    assert spec_warnings(parse_spec(k3s, "test.yaml")) == []
