@@ -59,7 +59,7 @@ def stacks(stacks_dir: StacksDirOption = None) -> None:
     from gpucluster.plan import make_plan
     from gpucluster.stackfile import SpecError, list_stacks, load_stack, stack_name
 
-    table = Table("platform", "distribution", "pools", "GPUs (max)", "status")
+    table = Table("platform", "distribution", "pools", "GPUs (max)", "$/h (max, on-demand)", "status")
     table.add_column("stack", no_wrap=True)
     table.columns.insert(0, table.columns.pop())
     invalid = False
@@ -68,12 +68,15 @@ def stacks(stacks_dir: StacksDirOption = None) -> None:
             loaded = load_stack(str(path))
         except SpecError as error:
             invalid = True
-            table.add_row(stack_name(path), "", "", "", "", f"[red]invalid ({len(error.problems)} problems)[/]")
+            table.add_row(stack_name(path), "", "", "", "", "", f"[red]invalid ({len(error.problems)} problems)[/]")
             continue
         spec, plan = loaded.spec, make_plan(loaded.spec)
         pools = "\n".join(f"{p.name} ({'+'.join(p.gpu_models)})" for p in plan.pools)
         gpus = sum(p.max_gpus for p in plan.pools)
-        table.add_row(loaded.name, spec.platform, f"{spec.kubernetes.distribution} {spec.kubernetes.version}", pools, str(gpus), "ok")
+        costs = [p.max_on_demand_usd_per_hour for p in plan.pools if p.max_on_demand_usd_per_hour is not None]
+        cost = f"{sum(costs):,.2f}" if costs else "-"
+        distribution = f"{spec.kubernetes.distribution} {spec.kubernetes.version}"
+        table.add_row(loaded.name, spec.platform, distribution, pools, str(gpus), cost, "ok")
     out.print(table)
     if invalid:
         raise typer.Exit(EXIT_FAILED)

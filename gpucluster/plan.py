@@ -44,6 +44,13 @@ class PoolPlan:
     def max_gpus(self) -> int:
         return self.gpus_per_node * self.max_nodes
 
+    @property
+    def max_on_demand_usd_per_hour(self) -> float | None:
+        """Upper bound of the pool's hourly cost: every node at the preferred type's on-demand price."""
+        if not self.spec.instance_types:
+            return None
+        return catalog().instance_types[self.spec.instance_types[0]].on_demand_usd_per_hour * self.max_nodes
+
 
 @dataclass(frozen=True)
 class Plan:
