@@ -127,7 +127,11 @@ def validate(
     with tempfile.TemporaryDirectory(prefix="gpucluster-validate-") as scratch:
         rendered = Path(scratch) / loaded.name
         _write(_render_files(loaded.spec), rendered)
-        report = validate_output(rendered, loaded.spec.kubernetes.version, crds, chart_values)
+        try:
+            report = validate_output(rendered, loaded.spec.kubernetes.version, crds, chart_values)
+        except ValueError as error:  # an unreadable CRD file
+            err.print(f"error: {error}", style="red", highlight=False, markup=False)
+            raise typer.Exit(EXIT_BAD_INPUT) from None
     styles = {"ok": "green", "fail": "bold red", "unchecked": "yellow"}
     table = Table("file", "object", "check", "status", "detail", title=f"validate {loaded.name}")
     for check in report.checks:

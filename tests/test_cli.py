@@ -212,3 +212,11 @@ def test_entry_point_prints_no_traceback_on_bad_yaml(tmp_path):
     assert result.returncode == 2
     assert "Traceback" not in result.stderr + result.stdout
     assert "line" in result.stderr
+
+
+def test_validate_with_a_broken_crd_file_exits_2(tmp_path, monkeypatch):
+    monkeypatch.chdir(ROOT)
+    (tmp_path / "broken.yaml").write_text("spec: [unclosed\n")
+    result = invoke("validate", "--stack", "eks-t4", "--crds", str(tmp_path))
+    assert result.exit_code == 2
+    assert "broken.yaml" in result.output
