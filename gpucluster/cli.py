@@ -14,7 +14,7 @@ from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
-from rich.table import Table
+from rich.table import Column, Table
 
 app = typer.Typer(
     name="gpucluster",
@@ -133,9 +133,14 @@ def validate(
             err.print(f"error: {error}", style="red", highlight=False, markup=False)
             raise typer.Exit(EXIT_BAD_INPUT) from None
     styles = {"ok": "green", "fail": "bold red", "unchecked": "yellow"}
-    table = Table("file", "object", "check", "status", "detail", title=f"validate {loaded.name}")
+    with_detail = any(check.detail for check in report.checks)
+    table = Table("file", "check", "status", title=f"validate {loaded.name}")
+    table.columns.insert(1, Column("object", overflow="fold"))
+    if with_detail:
+        table.add_column("detail", overflow="fold", ratio=1)
     for check in report.checks:
-        table.add_row(check.file, check.subject, check.check, f"[{styles[check.status]}]{check.status}[/]", check.detail)
+        row = [check.file, check.subject, check.check, f"[{styles[check.status]}]{check.status}[/]"]
+        table.add_row(*row, *([check.detail] if with_detail else []))
     out.print(table)
     failed = sum(c.status == "fail" for c in report.checks)
     summary = f"{len(report.checks)} checks: {failed} failed, {len(report.unchecked)} unchecked"
