@@ -158,21 +158,23 @@ class Capacity(SpecModel):
 
 
 class Scaling(SpecModel):
-    min: int = Field(0, ge=0)
-    max: int = Field(1, ge=1, le=1000)
-    desired: int = Field(1, ge=0)
+    min: int = Field(0, ge=0, description="Fewest nodes the autoscaler keeps.")
+    max: int = Field(1, ge=1, le=1000, description="Most nodes; also the bound for quotas and cost estimates.")
+    desired: int = Field(1, ge=0, description="Nodes at creation.")
 
 
 class Taint(SpecModel):
-    key: LabelKey
-    value: LabelValue = ""
-    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] = "NoSchedule"
+    key: LabelKey = Field(description="Taint key, e.g. 'dedicated'.")
+    value: LabelValue = Field("", description="Taint value (may be empty).")
+    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] = Field("NoSchedule", description="Taint effect.")
 
 
 class Sharing(SpecModel):
     """How one physical GPU is offered to pods."""
 
-    mode: Literal["none", "time-slicing", "mig"] = "none"
+    mode: Literal["none", "time-slicing", "mig"] = Field(
+        "none", description="none: one pod per GPU; time-slicing: pods take turns; mig: GPUs split into instances."
+    )
     replicas: int | None = Field(None, description="time-slicing: pods that share one GPU (>= 2).")
     rename_by_default: bool = Field(False, description="time-slicing: advertise as nvidia.com/gpu.shared.")
     fail_requests_greater_than_one: bool = Field(
@@ -188,7 +190,7 @@ class Sharing(SpecModel):
 
 
 class NodePool(SpecModel):
-    name: DnsLabel
+    name: DnsLabel = Field(description="Pool name; nodes carry it as the gpucluster.io/pool label.")
     instance_types: list[str] = Field(
         default_factory=list, description="AWS: EC2 instance types (catalog keys), first is preferred."
     )
@@ -196,13 +198,13 @@ class NodePool(SpecModel):
     gpu: GpuSet | None = Field(
         None, description="GPU model and count per machine. AWS derives it from the instance type."
     )
-    capacity: Capacity = Capacity()
-    scaling: Scaling = Scaling()
-    labels: dict[LabelKey, LabelValue] = Field(default_factory=dict)
+    capacity: Capacity = Field(Capacity(), description="AWS: on-demand, spot or a mix.")
+    scaling: Scaling = Field(Scaling(), description="AWS: node counts. On-prem pools have one node per host.")
+    labels: dict[LabelKey, LabelValue] = Field(default_factory=dict, description="Extra node labels.")
     taints: list[Taint] = Field(
         default_factory=list, description="Extra taints; GPU pools always get nvidia.com/gpu=present:NoSchedule."
     )
-    sharing: Sharing = Sharing()
+    sharing: Sharing = Field(Sharing(), description="How a GPU is shared between pods.")
     efa: bool = Field(False, description="Attach EFA interfaces (needs EFA-capable instance types).")
     availability_zone: str | None = Field(
         None, description="Pin the pool to one AZ; required with EFA so the placement group's AZ is stable."
@@ -214,10 +216,12 @@ class NodePool(SpecModel):
 
 
 class KubernetesSpec(SpecModel):
-    distribution: Literal["eks", "kubeadm", "k3s"]
+    distribution: Literal["eks", "kubeadm", "k3s"] = Field(
+        description="eks on platform aws; kubeadm or k3s on onprem and hybrid."
+    )
     version: str = Field(description=f"Kubernetes minor version, one of {', '.join(SUPPORTED_KUBERNETES_VERSIONS)}.")
-    pod_cidr: Cidr = IPv4Network("10.244.0.0/16")
-    service_cidr: Cidr = IPv4Network("10.96.0.0/12")
+    pod_cidr: Cidr = Field(IPv4Network("10.244.0.0/16"), description="Pod network (kubeadm/k3s).")
+    service_cidr: Cidr = Field(IPv4Network("10.96.0.0/12"), description="Service network; must not overlap pods.")
     control_plane: ControlPlane | None = Field(None, description="kubeadm/k3s only.")
 
     @field_validator("version", mode="before")
@@ -234,7 +238,9 @@ class NetworkSpec(SpecModel):
     fabric: Literal["ethernet", "infiniband", "efa"] = Field(
         "ethernet", description="The GPU-to-GPU fabric between nodes; decides the NCCL settings."
     )
-    cni: Literal["aws-vpc-cni", "calico", "cilium", "flannel"]
+    cni: Literal["aws-vpc-cni", "calico", "cilium", "flannel"] = Field(
+        description="Pod network plugin: aws-vpc-cni or cilium on EKS; calico, cilium or flannel elsewhere."
+    )
     socket_ifname: str = Field("eth0", description="NCCL_SOCKET_IFNAME: interface(s) for NCCL bootstrap/TCP.")
     ib_hcas: list[str] = Field(
         default_factory=list, description="NCCL_IB_HCA: InfiniBand HCAs for NCCL (e.g. ['mlx5_0', 'mlx5_1'])."
@@ -242,7 +248,7 @@ class NetworkSpec(SpecModel):
 
 
 class RuntimeSpec(SpecModel):
-    name: Literal["containerd", "cri-o"] = "containerd"
+    name: Literal["containerd", "cri-o"] = Field("containerd", description="Container runtime (EKS: containerd).")
     cdi: bool = Field(False, description="Inject GPUs through the Container Device Interface.")
 
 
@@ -279,33 +285,33 @@ class Tenant(SpecModel):
 
 
 class AwsSpec(SpecModel):
-    region: str = Field(pattern=r"^[a-z]{2}(-gov)?-[a-z]+-[0-9]$")
+    region: str = Field(pattern=r"^[a-z]{2}(-gov)?-[a-z]+-[0-9]$", description="AWS region; matches aws:region.")
     availability_zones: list[str] = Field(min_length=2, description="At least two, as EKS requires.")
-    vpc_cidr: Cidr = IPv4Network("10.0.0.0/16")
+    vpc_cidr: Cidr = Field(IPv4Network("10.0.0.0/16"), description="VPC address range.")
 
 
 class IngressSpec(SpecModel):
-    controller: Literal["none", "nginx"] = "none"
+    controller: Literal["none", "nginx"] = Field("none", description="Ingress controller to install.")
     load_balancer: Literal["service", "alb", "nlb"] = Field(
         "service", description="What fronts the controller: a plain Service, an AWS ALB or an AWS NLB."
     )
 
 
 class MonitoringSpec(SpecModel):
-    enabled: bool = True
-    gpu_temperature_alert_celsius: int = Field(85, ge=50, le=110)
+    enabled: bool = Field(True, description="Scrape GPU metrics (dcgm-exporter ServiceMonitor).")
+    gpu_temperature_alert_celsius: int = Field(85, ge=50, le=110, description="Alert above this GPU temperature.")
 
 
 class AutoscalingSpec(SpecModel):
     gpu_utilization_target: int | None = Field(
         None, ge=1, le=100, description="HPA target on DCGM_FI_DEV_GPU_UTIL, percent."
     )
-    cluster_autoscaler: bool = False
+    cluster_autoscaler: bool = Field(False, description="Scale AWS node pools between min and max.")
 
 
 class BackupSpec(SpecModel):
-    velero: bool = False
-    etcd_snapshots: bool = False
+    velero: bool = Field(False, description="Back up Kubernetes objects and volumes with Velero.")
+    etcd_snapshots: bool = Field(False, description="Snapshot etcd on the control plane (kubeadm/k3s).")
     schedule: str = Field("0 2 * * *", description="Cron schedule for backups.")
 
 
