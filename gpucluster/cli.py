@@ -10,7 +10,7 @@ import os
 import sys
 import tempfile
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -33,7 +33,7 @@ StackOption = Annotated[
     str, typer.Option("--stack", "-s", help="Stack name (stacks/Pulumi.NAME.yaml) or path to a stack file.")
 ]
 StacksDirOption = Annotated[
-    Optional[Path], typer.Option("--stacks-dir", help="Where stack names are looked up (default: ./stacks).")
+    Path | None, typer.Option("--stacks-dir", help="Where stack names are looked up (default: ./stacks).")
 ]
 
 
@@ -85,7 +85,7 @@ def stacks(stacks_dir: StacksDirOption = None) -> None:
 @app.command()
 def render(
     stack: StackOption,
-    out_dir: Annotated[Optional[Path], typer.Option("--out", "-o", help="Output directory (default: build/STACK).")] = None,
+    out_dir: Annotated[Path | None, typer.Option("--out", "-o", help="Output directory (default: build/STACK).")] = None,
     stacks_dir: StacksDirOption = None,
 ) -> None:
     """Render a stack to manifests and Helm releases.
@@ -105,9 +105,9 @@ def render(
 @app.command()
 def validate(
     stack: StackOption,
-    crds: Annotated[Optional[Path], typer.Option("--crds", help="Directory of upstream CRD YAML files.")] = None,
+    crds: Annotated[Path | None, typer.Option("--crds", help="Directory of upstream CRD YAML files.")] = None,
     chart_values: Annotated[
-        Optional[Path], typer.Option("--chart-values", help="Directory of upstream charts' values files (<chart>.values.yaml).")
+        Path | None, typer.Option("--chart-values", help="Directory of upstream charts' values files (<chart>.values.yaml).")
     ] = None,
     stacks_dir: StacksDirOption = None,
 ) -> None:

@@ -61,7 +61,8 @@ ComponentVersion = Annotated[
     Field(description="An exact release version; floating tags such as 'latest' are refused."),
 ]
 Cidr = Annotated[IPv4Network, BeforeValidator(_network_text)]
-_HOSTNAME = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9]([-A-Za-z0-9]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([-A-Za-z0-9]{0,61}[A-Za-z0-9])?)*$")
+_DNS_LABEL = r"[A-Za-z0-9]([-A-Za-z0-9]{0,61}[A-Za-z0-9])?"
+_HOSTNAME = re.compile(rf"^(?=.{{1,253}}$){_DNS_LABEL}(\.{_DNS_LABEL})*$")
 
 
 def _address(value: str) -> str:
@@ -84,7 +85,14 @@ GPU_OPERATOR_NAMESPACE = "gpu-operator"
 MONITORING_NAMESPACE = "monitoring"
 INGRESS_NAMESPACE = "ingress-nginx"
 # Namespaces gpucluster or Kubernetes own; a tenant's default-deny policies must never land in them.
-SYSTEM_NAMESPACES = ("kube-system", "kube-public", "kube-node-lease", GPU_OPERATOR_NAMESPACE, INGRESS_NAMESPACE, MONITORING_NAMESPACE)
+SYSTEM_NAMESPACES = (
+    "kube-system",
+    "kube-public",
+    "kube-node-lease",
+    GPU_OPERATOR_NAMESPACE,
+    INGRESS_NAMESPACE,
+    MONITORING_NAMESPACE,
+)
 
 
 class SpecModel(BaseModel):
@@ -228,7 +236,8 @@ class KubernetesSpec(SpecModel):
     @classmethod
     def _supported_version(cls, version: Any) -> str:
         if not isinstance(version, str):
-            raise ValueError(f"quote the version (YAML reads {version!r} as a number); allowed: {', '.join(SUPPORTED_KUBERNETES_VERSIONS)}")
+            allowed = ", ".join(SUPPORTED_KUBERNETES_VERSIONS)
+            raise ValueError(f"quote the version (YAML reads {version!r} as a number); allowed: {allowed}")
         if version not in SUPPORTED_KUBERNETES_VERSIONS:
             raise ValueError(f"unsupported version {version!r}; allowed: {', '.join(SUPPORTED_KUBERNETES_VERSIONS)}")
         return version
@@ -265,7 +274,9 @@ class GpuStackSpec(SpecModel):
 class ComponentVersions(SpecModel):
     gpu_operator: ComponentVersion = Field("v26.3.0", description="NVIDIA GPU operator Helm chart version.")
     device_plugin: ComponentVersion = Field("v0.20.0", description="NVIDIA k8s-device-plugin image version.")
-    dcgm_exporter: ComponentVersion = Field("4.6.0-4.8.3-distroless", description="dcgm-exporter image tag (DCGM version-exporter version).")
+    dcgm_exporter: ComponentVersion = Field(
+        "4.6.0-4.8.3-distroless", description="dcgm-exporter image tag (<DCGM version>-<exporter version>)."
+    )
 
 
 class Tenant(SpecModel):
@@ -544,7 +555,8 @@ def _uniqueness_rules(spec: ClusterSpec):
         yield Violation(("node_pools",), name, "pool names must be unique")
     for index, pool in enumerate(spec.node_pools):
         if pool.name == RESERVED_POOL_NAME:
-            yield Violation(("node_pools", index, "name"), pool.name, "'default' names the device plugin's fallback config; pick another name")
+            message = "'default' names the device plugin's fallback config; pick another name"
+            yield Violation(("node_pools", index, "name"), pool.name, message)
     control_hosts = spec.kubernetes.control_plane.hosts if spec.kubernetes.control_plane else []
     for name in duplicates(host.name for host in control_hosts):
         yield Violation(("kubernetes", "control_plane", "hosts"), name, "host names must be unique")
@@ -564,7 +576,8 @@ def _uniqueness_rules(spec: ClusterSpec):
     for index, tenant in enumerate(spec.tenants):
         if tenant.ns in SYSTEM_NAMESPACES:
             field = "namespace" if tenant.namespace else "name"
-            yield Violation(("tenants", index, field), tenant.ns, f"a system namespace; not one of {', '.join(SYSTEM_NAMESPACES)}")
+            message = f"a system namespace; not one of {', '.join(SYSTEM_NAMESPACES)}"
+            yield Violation(("tenants", index, field), tenant.ns, message)
         if not (tenant.groups or tenant.users):
             yield Violation(("tenants", index), tenant.name, "name at least one of 'groups' or 'users' to bind its Role")
 

@@ -43,7 +43,7 @@ def raw_spec(stack: str) -> dict:
 
 
 def test_reference_stack_names_are_the_documented_ones():
-    assert STACKS == sorted(["eks-t4", "eks-h100", "onprem-k3s", "onprem-kubeadm", "onprem-dgx", "hybrid-crio"])
+    assert sorted(["eks-t4", "eks-h100", "onprem-k3s", "onprem-kubeadm", "onprem-dgx", "hybrid-crio"]) == STACKS
 
 
 def test_every_stack_file_says_what_it_reproduces():

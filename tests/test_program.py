@@ -48,7 +48,7 @@ def test_program_reads_the_stack_spec(stack):
     assert [pool.name for pool in plan.pools] == [pool["name"] for pool in raw["node_pools"]]
 
 
-def test_bad_spec_stops_the_program_before_any_resource(caplog):
+def test_bad_spec_stops_the_program_before_any_resource():
     config = stack_config("eks-t4")
     config["gpucluster:cluster"]["node_pools"][0]["instance_types"] = ["g4dn.xlarge", "g5.xlarge"]
     mocks = use_config("eks-t4", config)

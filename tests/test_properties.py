@@ -16,6 +16,7 @@ import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from strategies import MUTATIONS, Mutation, broken_specs, valid_specs
 from typer.testing import CliRunner
 
 from gpucluster.cli import app
@@ -25,7 +26,6 @@ from gpucluster.render.nccl import efa_env_without_request
 from gpucluster.spec import SYSTEM_NAMESPACES, ClusterSpec
 from gpucluster.stackfile import SpecError, parse_spec
 from gpucluster.validate import Check, validate_output
-from strategies import MUTATIONS, Mutation, broken_specs, valid_specs
 
 PROPERTY_SETTINGS = settings(
     max_examples=60,

@@ -24,8 +24,9 @@ def run() -> Plan:
     plan = make_plan(spec)
     pulumi.export("cluster", spec.name)
     pulumi.export("platform", spec.platform)
-    pulumi.export(
-        "node_pools",
-        {pool.name: {"gpu_models": list(pool.gpu_models), "labels": pool.labels, "max_gpus": pool.max_gpus} for pool in plan.pools},
-    )
+    pools = {
+        pool.name: {"gpu_models": list(pool.gpu_models), "labels": pool.labels, "max_gpus": pool.max_gpus}
+        for pool in plan.pools
+    }
+    pulumi.export("node_pools", pools)
     return plan

@@ -146,8 +146,9 @@ def efa_env_without_request(objects: list[dict]) -> list[str]:
         if pod_spec is None:
             continue
         namespace = _namespace(obj)
+        in_namespace = {name: data for (ns, name), data in config_maps.items() if ns == namespace}
         for container in [*pod_spec.get("initContainers", []), *pod_spec.get("containers", [])]:
-            env = _effective_env(container, lambda name: config_maps.get((namespace, name), {}))
+            env = _effective_env(container, in_namespace)
             if env.get("FI_PROVIDER") == "efa" and not _requests_efa(container):
                 hits.append(f"{obj['kind']} {namespace}/{obj['metadata']['name']} container {container['name']}")
     return hits
@@ -167,17 +168,17 @@ def _pod_spec(obj: dict) -> dict | None:
     return node
 
 
-def _effective_env(container: dict, config_map_data) -> dict[str, str]:
+def _effective_env(container: dict, config_maps: dict[str, dict]) -> dict[str, str]:
     """The container's environment as the kubelet builds it: ``envFrom`` first, ``env`` overriding."""
     env: dict[str, str] = {}
     for source in container.get("envFrom", []):
         if "configMapRef" in source:
             prefix = source.get("prefix", "")
-            env.update({prefix + key: value for key, value in config_map_data(source["configMapRef"]["name"]).items()})
+            env.update({prefix + key: value for key, value in config_maps.get(source["configMapRef"]["name"], {}).items()})
     for variable in container.get("env", []):
         key_ref = variable.get("valueFrom", {}).get("configMapKeyRef")
         if key_ref:
-            env[variable["name"]] = config_map_data(key_ref["name"]).get(key_ref["key"], "")
+            env[variable["name"]] = config_maps.get(key_ref["name"], {}).get(key_ref["key"], "")
         else:
             env[variable["name"]] = variable.get("value", "")
     return env
