@@ -2,7 +2,8 @@
 
 - ``gpucluster --help`` time against the import floor of its CLI libraries (target: within 1.3x);
 - render + validate time per reference stack (target: the largest under 3 s);
-- render time for 1 / 10 / 100 node pools (target: linear in pools).
+- render time for 1 / 10 / 100 node pools (target: linear in pools), and the memory rendering 100 pools
+  allocates at its peak (target: under 64 MiB).
 
 Run with ``scripts/dev.sh bench`` (or ``.venv/bin/python benchmarks/run.py``).
 """
@@ -14,6 +15,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import tracemalloc
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -80,6 +82,12 @@ def pool_scaling() -> None:
         print(f"pools {count:4}  render {per_pool[count] * 1000:8.2f} ms  ({per_pool[count] / count * 1000:.3f} ms/pool)")
     growth = per_pool[100] / per_pool[10]
     print(f"pools 10 -> 100: time x{growth:.1f} for 10x pools (linear: about x10 or less)")
+    spec = spec_with_pools(100)
+    tracemalloc.start()
+    render(spec).files()
+    peak = tracemalloc.get_traced_memory()[1] / 2**20
+    tracemalloc.stop()
+    print(f"pools  100  render peak allocation {peak:.1f} MiB (target < 64 MiB) {'ok' if peak < 64 else 'OVER TARGET'}")
 
 
 if __name__ == "__main__":
