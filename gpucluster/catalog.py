@@ -55,10 +55,6 @@ class Catalog(_Frozen):
     gpus: dict[str, GpuModel]
     instance_types: dict[str, InstanceType]
 
-    def instance_family(self, instance_type: str) -> str:
-        """``g4dn.xlarge`` -> ``g4dn``."""
-        return instance_type.split(".", 1)[0]
-
 
 @cache
 def catalog() -> Catalog:

@@ -17,10 +17,8 @@ from typer.testing import CliRunner
 from gpucluster import output
 from gpucluster.cli import app
 from gpucluster.docs import spec_markdown
+from stacks import REFERENCE, ROOT, STACKS
 
-ROOT = Path(__file__).resolve().parents[1]
-REFERENCE = ROOT.parent / "shared" / "reference"
-STACKS = sorted(p.name.removeprefix("Pulumi.").removesuffix(".yaml") for p in (ROOT / "stacks").glob("Pulumi.*.yaml"))
 runner = CliRunner()
 
 

@@ -2,20 +2,21 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from gpucluster.catalog import catalog
-from gpucluster.plan import DEVICE_PLUGIN_CONFIG_LABEL, MIG_CONFIG_LABEL, POOL_LABEL, make_plan
+from gpucluster.plan import (
+    DEVICE_PLUGIN_CONFIG_LABEL,
+    MIG_CONFIG_LABEL,
+    POOL_LABEL,
+    make_plan,
+)
 from gpucluster.spec import ClusterSpec
-from gpucluster.stackfile import load_stack
-
-ROOT = Path(__file__).resolve().parents[1]
+from stacks import spec_of
 
 
 def plan_of(stack: str):
-    return make_plan(load_stack(str(ROOT / "stacks" / f"Pulumi.{stack}.yaml")).spec)
+    return make_plan(spec_of(stack))
 
 
 def test_pool_labels_select_pool_device_plugin_and_mig_configs():

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import kubernetes_validate
 import pytest
 import yaml
@@ -11,14 +9,7 @@ import yaml
 from gpucluster.plan import DEVICE_PLUGIN_CONFIG_LABEL, MIG_CONFIG_LABEL, make_plan
 from gpucluster.render import gpu
 from gpucluster.spec import ClusterSpec
-from gpucluster.stackfile import load_stack
-
-ROOT = Path(__file__).resolve().parents[1]
-REFERENCE = ROOT.parent / "shared" / "reference"
-
-
-def spec_of(name: str) -> ClusterSpec:
-    return load_stack(str(ROOT / "stacks" / f"Pulumi.{name}.yaml")).spec
+from stacks import REFERENCE, spec_of
 
 
 def with_pool_changes(spec: ClusterSpec, index: int, **changes) -> ClusterSpec:

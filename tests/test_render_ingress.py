@@ -1,17 +1,19 @@
 import json
 import re
-from pathlib import Path
 
 import kubernetes_validate
 import pytest
 import yaml
 
 from gpucluster.plan import make_plan
-from gpucluster.render.ingress import INGRESS_NGINX_SERVICE, alb_ingress, ingress_releases
+from gpucluster.render.ingress import (
+    INGRESS_NGINX_SERVICE,
+    alb_ingress,
+    ingress_releases,
+)
 from gpucluster.spec import INGRESS_NAMESPACE, ClusterSpec
-from gpucluster.stackfile import load_stack
+from stacks import REFERENCE, spec_of
 
-REFERENCE = Path(__file__).resolve().parents[1].parent / "shared" / "reference"
 REFERENCE_VALUES = {
     "ingress-nginx": REFERENCE / "charts" / "ingress-nginx.values.yaml",
     "aws-load-balancer-controller": REFERENCE / "charts" / "aws-load-balancer-controller.values.yaml",
@@ -19,13 +21,8 @@ REFERENCE_VALUES = {
 VARIANTS = [(lb, monitoring) for lb in ("service", "alb", "nlb") for monitoring in (True, False)]
 
 
-def spec_of(stack: str, **sections) -> ClusterSpec:
-    """A reference stack's spec with whole top-level sections replaced, validated again."""
-    return ClusterSpec.model_validate({**load_stack(stack).spec.model_dump(), **sections})
-
-
 def eks_t4(load_balancer: str = "alb", monitoring: bool = True, cni: str = "aws-vpc-cni") -> ClusterSpec:
-    network = {**load_stack("eks-t4").spec.network.model_dump(), "cni": cni}
+    network = {**spec_of("eks-t4").network.model_dump(), "cni": cni}
     return spec_of(
         "eks-t4",
         ingress={"controller": "nginx", "load_balancer": load_balancer},
@@ -111,13 +108,13 @@ def test_metrics_follow_monitoring(monitoring):
 
 @pytest.mark.parametrize("stack", ["eks-h100", "onprem-k3s", "onprem-kubeadm", "onprem-dgx", "hybrid-crio"])
 def test_nothing_without_an_ingress_controller(stack):
-    plan = make_plan(load_stack(stack).spec)
+    plan = make_plan(spec_of(stack))
     assert ingress_releases(plan) == []
     assert alb_ingress(plan) == []
 
 
 def test_alb_ingress_routes_everything_to_nginx():
-    [ingress] = alb_ingress(make_plan(load_stack("eks-t4").spec))
+    [ingress] = alb_ingress(make_plan(spec_of("eks-t4")))
     kubernetes_validate.validate(ingress, "1.33.0", strict=True)
     assert ingress["metadata"]["namespace"] == INGRESS_NAMESPACE
     assert ingress["spec"]["ingressClassName"] == "alb"

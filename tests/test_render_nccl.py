@@ -12,14 +12,7 @@ from gpucluster.render.nccl import (
     nccl_test_example,
 )
 from gpucluster.spec import ClusterSpec
-from gpucluster.stackfile import load_stack
-
-STACKS = ["eks-t4", "eks-h100", "onprem-k3s", "onprem-kubeadm", "onprem-dgx", "hybrid-crio"]
-
-
-def spec_of(stack: str, **sections) -> ClusterSpec:
-    """A reference stack's spec with whole top-level sections replaced, validated again."""
-    return ClusterSpec.model_validate({**load_stack(stack).spec.model_dump(), **sections})
+from stacks import STACKS, spec_of
 
 
 def env_of(spec: ClusterSpec) -> dict[str, dict[str, str]]:
@@ -32,7 +25,7 @@ def container_of(job: dict) -> dict:
 
 
 def rendered(stack: str) -> tuple[list[dict], list[dict]]:
-    plan = make_plan(load_stack(stack).spec)
+    plan = make_plan(spec_of(stack))
     return nccl_config_maps(plan), nccl_test_example(plan)
 
 
@@ -46,7 +39,7 @@ def test_objects_pass_the_strict_kubernetes_schema(stack):
 
 @pytest.mark.parametrize("stack", STACKS)
 def test_one_config_map_per_workload_namespace_with_string_values(stack):
-    spec = load_stack(stack).spec
+    spec = spec_of(stack)
     config_maps = nccl_config_maps(make_plan(spec))
     assert [cm["metadata"]["namespace"] for cm in config_maps] == list(make_plan(spec).workload_namespaces)
     for cm in config_maps:
@@ -56,7 +49,7 @@ def test_one_config_map_per_workload_namespace_with_string_values(stack):
 
 
 def test_ethernet_uses_sockets():
-    assert env_of(load_stack("eks-t4").spec)["gpu-orchestrator"] == {
+    assert env_of(spec_of("eks-t4"))["gpu-orchestrator"] == {
         "NCCL_DEBUG": "WARN",
         "NCCL_IB_DISABLE": "1",
         "NCCL_SOCKET_IFNAME": "eth0",
@@ -64,7 +57,7 @@ def test_ethernet_uses_sockets():
 
 
 def test_infiniband_uses_the_listed_hcas():
-    for env in env_of(load_stack("onprem-dgx").spec).values():
+    for env in env_of(spec_of("onprem-dgx")).values():
         assert env == {
             "NCCL_DEBUG": "WARN",
             "NCCL_IB_DISABLE": "0",
@@ -74,13 +67,13 @@ def test_infiniband_uses_the_listed_hcas():
 
 
 def test_infiniband_without_hcas_takes_every_mlx5_port():
-    network = {**load_stack("onprem-dgx").spec.network.model_dump(), "ib_hcas": []}
+    network = {**spec_of("onprem-dgx").network.model_dump(), "ib_hcas": []}
     for env in env_of(spec_of("onprem-dgx", network=network)).values():
         assert env["NCCL_IB_HCA"] == "mlx5"
 
 
 def test_efa_selects_the_libfabric_provider_with_device_rdma_on_p5():
-    for env in env_of(load_stack("eks-h100").spec).values():
+    for env in env_of(spec_of("eks-h100")).values():
         assert env == {
             "FI_EFA_USE_DEVICE_RDMA": "1",
             "FI_PROVIDER": "efa",
@@ -90,7 +83,7 @@ def test_efa_selects_the_libfabric_provider_with_device_rdma_on_p5():
 
 
 def test_efa_without_device_rdma_support_leaves_it_to_libfabric():
-    h100, a100 = load_stack("eks-h100").spec.model_dump()["node_pools"]
+    h100, a100 = spec_of("eks-h100").model_dump()["node_pools"]
     g5 = {**h100, "name": "g5-efa", "instance_types": ["g5.48xlarge"], "disk_gib": 200}
     for env in env_of(spec_of("eks-h100", node_pools=[h100, g5, a100])).values():
         assert env["FI_PROVIDER"] == "efa"
@@ -118,7 +111,7 @@ def test_example_targets_the_biggest_whole_gpu_pool(stack, pool, gpus, efa):
 
 @pytest.mark.parametrize("stack", STACKS)
 def test_efa_requested_exactly_when_the_pool_has_efa(stack):
-    plan = make_plan(load_stack(stack).spec)
+    plan = make_plan(spec_of(stack))
     [job] = nccl_test_example(plan)
     pool = next(p for p in plan.pools if p.name == job["spec"]["template"]["spec"]["nodeSelector"][POOL_LABEL])
     limits = container_of(job)["resources"]["limits"]
@@ -127,7 +120,7 @@ def test_efa_requested_exactly_when_the_pool_has_efa(stack):
 
 @pytest.mark.parametrize("stack", STACKS)
 def test_example_is_wired_to_the_pool_and_locked_down(stack):
-    plan = make_plan(load_stack(stack).spec)
+    plan = make_plan(spec_of(stack))
     [job] = nccl_test_example(plan)
     pod = job["spec"]["template"]["spec"]
     pool = next(p for p in plan.pools if p.name == pod["nodeSelector"][POOL_LABEL])
@@ -149,7 +142,7 @@ def test_example_is_wired_to_the_pool_and_locked_down(stack):
 def test_no_example_when_no_efa_pool_has_whole_gpus():
     # The H100 pool loses EFA and the only EFA pool is split with MIG: an example on the H100 pool would
     # set FI_PROVIDER=efa with no EFA device, so none is rendered.
-    h100, a100 = load_stack("eks-h100").spec.model_dump()["node_pools"]
+    h100, a100 = spec_of("eks-h100").model_dump()["node_pools"]
     h100.update(efa=False)
     a100.update(efa=True, availability_zone="us-west-2b")
     assert nccl_test_example(make_plan(spec_of("eks-h100", node_pools=[h100, a100]))) == []

@@ -10,20 +10,18 @@ from gpucluster.render.tenancy import (
     network_policies,
     tenant_objects,
 )
-from gpucluster.spec import GPU_OPERATOR_NAMESPACE, INGRESS_NAMESPACE, MONITORING_NAMESPACE, ClusterSpec
-from gpucluster.stackfile import load_stack
-
-STACKS = ["eks-t4", "eks-h100", "onprem-k3s", "onprem-kubeadm", "onprem-dgx", "hybrid-crio"]
-
-
-def spec_of(stack: str, **sections) -> ClusterSpec:
-    """A reference stack's spec with whole top-level sections replaced, validated again."""
-    return ClusterSpec.model_validate({**load_stack(stack).spec.model_dump(), **sections})
+from gpucluster.spec import (
+    GPU_OPERATOR_NAMESPACE,
+    INGRESS_NAMESPACE,
+    MONITORING_NAMESPACE,
+    ClusterSpec,
+)
+from stacks import STACKS, spec_of
 
 
 def with_tenant(stack: str, **fields) -> ClusterSpec:
     """The stack with its first tenant changed."""
-    tenants = load_stack(stack).spec.model_dump()["tenants"]
+    tenants = spec_of(stack).model_dump()["tenants"]
     tenants[0].update(fields)
     return spec_of(stack, tenants=tenants)
 
@@ -41,7 +39,7 @@ def policies_by_namespace(spec: ClusterSpec) -> dict[str, dict[str, dict]]:
 
 @pytest.mark.parametrize("stack", STACKS)
 def test_objects_pass_the_strict_kubernetes_schema(stack):
-    plan = make_plan(load_stack(stack).spec)
+    plan = make_plan(spec_of(stack))
     for obj in tenant_objects(plan) + network_policies(plan) + disruption_budgets(plan):
         kubernetes_validate.validate(obj, "1.33.0", strict=True)
 
@@ -73,12 +71,12 @@ def test_quota_follows_the_tenant(cpu, limit):
 
 
 def test_quota_has_no_limits_for_extended_resources():
-    for quota in by_kind(tenant_objects(make_plan(load_stack("eks-h100").spec)), "ResourceQuota"):
+    for quota in by_kind(tenant_objects(make_plan(spec_of("eks-h100"))), "ResourceQuota"):
         assert not [key for key in quota["spec"]["hard"] if key.startswith("limits.") and "/" in key]
 
 
 def test_every_tenant_gets_its_objects_in_its_namespace():
-    spec = load_stack("onprem-dgx").spec
+    spec = spec_of("onprem-dgx")
     objects = tenant_objects(make_plan(spec))
     for tenant in spec.tenants:
         kinds = sorted(obj["kind"] for obj in objects if obj["metadata"]["namespace"] == tenant.ns)
@@ -106,7 +104,7 @@ def test_role_binding_subjects_match_the_tenant():
 
 
 def test_role_is_least_privilege():
-    [role] = by_kind(tenant_objects(make_plan(load_stack("eks-t4").spec)), "Role")
+    [role] = by_kind(tenant_objects(make_plan(spec_of("eks-t4"))), "Role")
     granted = {
         (group, resource): rule["verbs"]
         for rule in role["rules"]
@@ -123,7 +121,7 @@ def test_role_is_least_privilege():
 
 @pytest.mark.parametrize("stack", STACKS)
 def test_default_deny_in_every_workload_namespace(stack):
-    spec = load_stack(stack).spec
+    spec = spec_of(stack)
     policies = policies_by_namespace(spec)
     assert set(policies) == set(make_plan(spec).workload_namespaces)
     for namespace, named in policies.items():
@@ -139,7 +137,7 @@ def test_without_tenants_the_default_namespace_is_isolated():
 
 
 def test_dns_egress_reaches_only_cluster_dns():
-    rule = policies_by_namespace(load_stack("eks-h100").spec)["research"]["allow-dns"]["spec"]
+    rule = policies_by_namespace(spec_of("eks-h100"))["research"]["allow-dns"]["spec"]
     assert rule["policyTypes"] == ["Egress"]
     [egress] = rule["egress"]
     assert egress["to"] == [
@@ -152,13 +150,13 @@ def test_dns_egress_reaches_only_cluster_dns():
 
 
 def test_pods_of_a_namespace_reach_each_other_both_ways():
-    spec = policies_by_namespace(load_stack("onprem-dgx").spec)["ai-training"]["allow-same-namespace"]["spec"]
+    spec = policies_by_namespace(spec_of("onprem-dgx"))["ai-training"]["allow-same-namespace"]["spec"]
     assert spec["ingress"] == [{"from": [{"podSelector": {}}]}]
     assert spec["egress"] == [{"to": [{"podSelector": {}}]}]
 
 
 def test_ingress_controller_and_monitoring_allowed_only_when_present():
-    with_nginx = policies_by_namespace(load_stack("eks-t4").spec)["gpu-orchestrator"]
+    with_nginx = policies_by_namespace(spec_of("eks-t4"))["gpu-orchestrator"]
     source = with_nginx["allow-ingress-controller"]["spec"]["ingress"][0]["from"][0]
     assert source == {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": INGRESS_NAMESPACE}}}
     scraper = with_nginx["allow-monitoring"]["spec"]["ingress"][0]["from"][0]
@@ -170,7 +168,7 @@ def test_ingress_controller_and_monitoring_allowed_only_when_present():
 
 
 def test_disruption_budgets_never_block_a_drain():
-    budgets = disruption_budgets(make_plan(load_stack("eks-t4").spec))
+    budgets = disruption_budgets(make_plan(spec_of("eks-t4")))
     selectors = {b["metadata"]["name"]: b["spec"]["selector"]["matchLabels"] for b in budgets}
     assert selectors == {"gpu-operator": GPU_OPERATOR_POD_LABELS, "nfd-master": NFD_MASTER_POD_LABELS}
     for budget in budgets:
@@ -181,5 +179,5 @@ def test_disruption_budgets_never_block_a_drain():
 
 def test_no_second_budget_for_ingress_nginx():
     # Its chart renders one at replicaCount 2; two budgets over the same pods make evictions fail.
-    budgets = disruption_budgets(make_plan(load_stack("eks-t4").spec))
+    budgets = disruption_budgets(make_plan(spec_of("eks-t4")))
     assert not [b for b in budgets if "ingress-nginx" in b["spec"]["selector"]["matchLabels"].values()]

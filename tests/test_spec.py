@@ -21,7 +21,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gpucluster.spec import ClusterSpec, Violation
-from gpucluster.stackfile import SpecError, format_path, list_stacks, load_stack, parse_spec, spec_warnings, stack_name
+from gpucluster.stackfile import (
+    SpecError,
+    format_path,
+    list_stacks,
+    load_stack,
+    parse_spec,
+    spec_warnings,
+    stack_name,
+)
 
 STACKS_DIR = Path(__file__).resolve().parents[1] / "stacks"
 STACK_NAMES = [stack_name(path) for path in list_stacks(STACKS_DIR)]
