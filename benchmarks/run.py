@@ -44,7 +44,8 @@ def cli_startup() -> None:
     help_time = median_seconds([python, "-m", "gpucluster", "--help"])
     ratio = help_time / floor
     verdict = "ok" if ratio <= 1.3 else "OVER TARGET"
-    print(f"cli  import floor {floor * 1000:7.1f} ms   --help {help_time * 1000:7.1f} ms   ratio {ratio:.2f} (target <= 1.30) {verdict}")
+    figures = f"import floor {floor * 1000:7.1f} ms   --help {help_time * 1000:7.1f} ms   ratio {ratio:.2f}"
+    print(f"cli  {figures} (target <= 1.30) {verdict}")
 
 
 def stacks() -> None:
@@ -58,7 +59,9 @@ def stacks() -> None:
             report = validate_output(Path(scratch) / "out", stack.spec.kubernetes.version, crds, charts)
             elapsed = time.perf_counter() - start
         verdict = "ok" if elapsed < 3 else "OVER TARGET"
-        print(f"stack {stack.name:16} render+validate {elapsed * 1000:8.1f} ms  ({len(report.checks)} checks) {verdict}")
+        print(
+            f"stack {stack.name:16} render+validate {elapsed * 1000:8.1f} ms  ({len(report.checks)} checks) {verdict}"
+        )
 
 
 def spec_with_pools(count: int) -> ClusterSpec:
@@ -79,7 +82,9 @@ def pool_scaling() -> None:
             render(spec).files()
             runs.append(time.perf_counter() - start)
         per_pool[count] = statistics.median(runs)
-        print(f"pools {count:4}  render {per_pool[count] * 1000:8.2f} ms  ({per_pool[count] / count * 1000:.3f} ms/pool)")
+        print(
+            f"pools {count:4}  render {per_pool[count] * 1000:8.2f} ms  ({per_pool[count] / count * 1000:.3f} ms/pool)"
+        )
     growth = per_pool[100] / per_pool[10]
     print(f"pools 10 -> 100: time x{growth:.1f} for 10x pools (linear: about x10 or less)")
     spec = spec_with_pools(100)

@@ -85,7 +85,9 @@ def stacks(stacks_dir: StacksDirOption = None) -> None:
 @app.command()
 def render(
     stack: StackOption,
-    out_dir: Annotated[Path | None, typer.Option("--out", "-o", help="Output directory (default: build/STACK).")] = None,
+    out_dir: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Output directory (default: build/STACK).")
+    ] = None,
     stacks_dir: StacksDirOption = None,
 ) -> None:
     """Render a stack to manifests and Helm releases.
@@ -107,7 +109,8 @@ def validate(
     stack: StackOption,
     crds: Annotated[Path | None, typer.Option("--crds", help="Directory of upstream CRD YAML files.")] = None,
     chart_values: Annotated[
-        Path | None, typer.Option("--chart-values", help="Directory of upstream charts' values files (<chart>.values.yaml).")
+        Path | None,
+        typer.Option("--chart-values", help="Directory of upstream charts' values files (<chart>.values.yaml)."),
     ] = None,
     stacks_dir: StacksDirOption = None,
 ) -> None:
@@ -151,7 +154,9 @@ def validate(
 
 @app.command()
 def schema(
-    markdown: Annotated[bool, typer.Option("--markdown", help="Print the field reference (docs/spec.md) instead.")] = False,
+    markdown: Annotated[
+        bool, typer.Option("--markdown", help="Print the field reference (docs/spec.md) instead.")
+    ] = False,
 ) -> None:
     """Print the stack file JSON Schema.
 

@@ -58,7 +58,11 @@ def spec_markdown() -> str:
         required = set(model.get("required", []))
         lines += ["| field | type | default | description |", "| --- | --- | --- | --- |"]
         for field, prop in model["properties"].items():
-            default = "required" if field in required else (f"`{json.dumps(prop['default'])}`" if "default" in prop else "empty")
+            default = (
+                "required"
+                if field in required
+                else (f"`{json.dumps(prop['default'])}`" if "default" in prop else "empty")
+            )
             description = " ".join(prop.get("description", "").split()).replace("|", "\\|")
             lines.append(f"| `{field}` | {_type(prop)} | {default} | {description} |")
         lines.append("")

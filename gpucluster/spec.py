@@ -372,13 +372,17 @@ def _rule_violations(spec: ClusterSpec):
 def _platform_rules(spec: ClusterSpec):
     distribution = spec.kubernetes.distribution
     if distribution == "eks" and spec.platform != "aws":
-        yield Violation(("kubernetes", "distribution"), distribution, "eks runs only on platform 'aws'; use kubeadm or k3s")
+        yield Violation(
+            ("kubernetes", "distribution"), distribution, "eks runs only on platform 'aws'; use kubeadm or k3s"
+        )
     if distribution != "eks" and spec.platform == "aws":
         yield Violation(
             ("kubernetes", "distribution"), distribution, "platform 'aws' uses 'eks'; kubeadm/k3s need onprem or hybrid"
         )
     if spec.platform in ("aws", "hybrid") and spec.aws is None:
-        yield Violation(("aws",), None, f"platform {spec.platform!r} needs an 'aws' section (region, availability_zones)")
+        yield Violation(
+            ("aws",), None, f"platform {spec.platform!r} needs an 'aws' section (region, availability_zones)"
+        )
     if spec.platform == "onprem" and spec.aws is not None:
         yield Violation(("aws",), "<section>", "platform 'onprem' takes no 'aws' section; remove it")
     if distribution == "eks":
@@ -394,23 +398,31 @@ def _platform_rules(spec: ClusterSpec):
             yield Violation(("network", "cni"), "aws-vpc-cni", f"{distribution} uses 'calico', 'cilium' or 'flannel'")
     if spec.network.fabric == "efa":
         if spec.platform == "onprem":
-            yield Violation(("network", "fabric"), "efa", "EFA exists only on AWS; use 'infiniband' or 'ethernet' on-prem")
+            yield Violation(
+                ("network", "fabric"), "efa", "EFA exists only on AWS; use 'infiniband' or 'ethernet' on-prem"
+            )
         elif not any(pool.efa for pool in spec.node_pools):
             yield Violation(("network", "fabric"), "efa", "fabric 'efa' needs at least one node pool with efa: true")
     if spec.kubernetes.pod_cidr.overlaps(spec.kubernetes.service_cidr):
         yield Violation(
-            ("kubernetes", "service_cidr"), str(spec.kubernetes.service_cidr), f"overlaps pod_cidr {spec.kubernetes.pod_cidr}"
+            ("kubernetes", "service_cidr"),
+            str(spec.kubernetes.service_cidr),
+            f"overlaps pod_cidr {spec.kubernetes.pod_cidr}",
         )
     if spec.network.fabric == "infiniband" and spec.platform == "aws":
         yield Violation(("network", "fabric"), "infiniband", "AWS has no InfiniBand; use 'efa' for its RDMA fabric")
     if spec.ingress.load_balancer in ("alb", "nlb") and spec.platform != "aws":
         yield Violation(
-            ("ingress", "load_balancer"), spec.ingress.load_balancer, "ALB/NLB exist only on platform 'aws'; use 'service'"
+            ("ingress", "load_balancer"),
+            spec.ingress.load_balancer,
+            "ALB/NLB exist only on platform 'aws'; use 'service'",
         )
     if spec.aws is not None:
         for index, zone in enumerate(spec.aws.availability_zones):
             if not zone.startswith(spec.aws.region):
-                yield Violation(("aws", "availability_zones", index), zone, f"zone is not in region {spec.aws.region!r}")
+                yield Violation(
+                    ("aws", "availability_zones", index), zone, f"zone is not in region {spec.aws.region!r}"
+                )
 
 
 def _control_plane_rules(spec: ClusterSpec):
@@ -422,7 +434,9 @@ def _control_plane_rules(spec: ClusterSpec):
     if bool(control_plane.hosts) == bool(control_plane.instance_type):
         yield Violation(path, "<section>", "give either 'hosts' (existing machines) or 'instance_type' (provisioned)")
     if control_plane.instance_type and spec.platform != "hybrid":
-        yield Violation((*path, "instance_type"), control_plane.instance_type, "provisioned machines need platform 'hybrid'")
+        yield Violation(
+            (*path, "instance_type"), control_plane.instance_type, "provisioned machines need platform 'hybrid'"
+        )
     machines = len(control_plane.hosts) or (control_plane.count if control_plane.instance_type else 0)
     if machines > 1 and not control_plane.endpoint:
         yield Violation((*path, "endpoint"), None, f"{machines} control-plane machines need a load-balanced endpoint")
@@ -455,7 +469,9 @@ def _pool_rules(spec: ClusterSpec, pool: NodePool, path: tuple):
     if pool.efa and spec.network.fabric != "efa":
         yield Violation((*path, "efa"), True, f"efa pools need network.fabric 'efa' (it is {spec.network.fabric!r})")
     if pool.efa and not pool.availability_zone:
-        yield Violation((*path, "availability_zone"), None, "EFA pools need one availability zone for their placement group")
+        yield Violation(
+            (*path, "availability_zone"), None, "EFA pools need one availability zone for their placement group"
+        )
     if pool.availability_zone and spec.aws and pool.availability_zone not in spec.aws.availability_zones:
         yield Violation(
             (*path, "availability_zone"), pool.availability_zone, f"allowed: {', '.join(spec.aws.availability_zones)}"
@@ -465,7 +481,9 @@ def _pool_rules(spec: ClusterSpec, pool: NodePool, path: tuple):
         yield Violation((*path, "scaling"), scaling.model_dump(), "needs min <= desired <= max")
     if pool.capacity.on_demand_base > scaling.max:
         yield Violation(
-            (*path, "capacity", "on_demand_base"), pool.capacity.on_demand_base, f"must be <= scaling.max ({scaling.max})"
+            (*path, "capacity", "on_demand_base"),
+            pool.capacity.on_demand_base,
+            f"must be <= scaling.max ({scaling.max})",
         )
     if pool.capacity.type != "on-demand" and pool.hosts:
         yield Violation((*path, "capacity", "type"), pool.capacity.type, "spot/mixed capacity exists only on AWS")
@@ -476,24 +494,34 @@ def _instance_type_rules(pool: NodePool, known: list, path: tuple):
     models = {t.gpu for t in known}
     if len(models) > 1:
         yield Violation(
-            (*path, "instance_types"), pool.instance_types, f"mixes GPU models {sorted(models)}; a pool has one GPU model"
+            (*path, "instance_types"),
+            pool.instance_types,
+            f"mixes GPU models {sorted(models)}; a pool has one GPU model",
         )
     first = known[0]
     if pool.gpu is not None:
         if pool.gpu.model != first.gpu:
             yield Violation(
-                (*path, "gpu", "model"), pool.gpu.model, f"{pool.instance_types[0]} has {first.gpu}; drop 'gpu' or fix it"
+                (*path, "gpu", "model"),
+                pool.gpu.model,
+                f"{pool.instance_types[0]} has {first.gpu}; drop 'gpu' or fix it",
             )
         if pool.gpu.count != first.gpus:
             yield Violation(
-                (*path, "gpu", "count"), pool.gpu.count, f"{pool.instance_types[0]} has {first.gpus} GPUs; drop 'gpu' or fix it"
+                (*path, "gpu", "count"),
+                pool.gpu.count,
+                f"{pool.instance_types[0]} has {first.gpus} GPUs; drop 'gpu' or fix it",
             )
     if pool.efa:
         for index, name in enumerate(pool.instance_types):
             if name in catalog().instance_types and catalog().instance_types[name].efa_interfaces == 0:
-                capable = sorted(n for n, t in catalog().instance_types.items() if t.efa_interfaces and t.gpu == first.gpu)
+                capable = sorted(
+                    n for n, t in catalog().instance_types.items() if t.efa_interfaces and t.gpu == first.gpu
+                )
                 yield Violation(
-                    (*path, "instance_types", index), name, f"does not support EFA; EFA-capable with {first.gpu}: {capable}"
+                    (*path, "instance_types", index),
+                    name,
+                    f"does not support EFA; EFA-capable with {first.gpu}: {capable}",
                 )
 
 
@@ -514,7 +542,9 @@ def _sharing_rules(pool: NodePool, path: tuple):
     for model in models:
         if catalog().gpus[model].mig is None:
             capable = [name for name, gpu in catalog().gpus.items() if gpu.mig]
-            yield Violation((*spath, "mode"), "mig", f"{model} is not MIG-capable; MIG-capable GPUs: {', '.join(capable)}")
+            yield Violation(
+                (*spath, "mode"), "mig", f"{model} is not MIG-capable; MIG-capable GPUs: {', '.join(capable)}"
+            )
     if sharing.strategy is None:
         yield Violation((*spath, "strategy"), None, "mig needs strategy 'single' or 'mixed'")
     if sharing.strategy == "single" and (sharing.profile is None or sharing.layout):
@@ -579,7 +609,9 @@ def _uniqueness_rules(spec: ClusterSpec):
             message = f"a system namespace; not one of {', '.join(SYSTEM_NAMESPACES)}"
             yield Violation(("tenants", index, field), tenant.ns, message)
         if not (tenant.groups or tenant.users):
-            yield Violation(("tenants", index), tenant.name, "name at least one of 'groups' or 'users' to bind its Role")
+            yield Violation(
+                ("tenants", index), tenant.name, "name at least one of 'groups' or 'users' to bind its Role"
+            )
 
 
 # --- derived facts the rules and the renderers share -------------------------------------------------
@@ -602,7 +634,7 @@ def mig_layout(pool: NodePool, model: str) -> dict[str, int]:
     if sharing.profile:
         mig = catalog().gpus[model].mig
         profile = mig.profiles.get(sharing.profile) if mig else None
-        if profile is None:
+        if mig is None or profile is None:
             return {sharing.profile: 1}
         return {sharing.profile: min(profile.max_instances, mig.compute_slices // profile.compute)}
     return {}

@@ -102,10 +102,14 @@ def load_stack(ref: str, stacks_dir: Path | None = None) -> Stack:
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise SpecError(source, [Violation((), "<yaml>", f"not valid YAML{where}: {getattr(error, 'problem', error)}")]) from None
+        raise SpecError(
+            source, [Violation((), "<yaml>", f"not valid YAML{where}: {getattr(error, 'problem', error)}")]
+        ) from None
     config = document.get("config") if isinstance(document, dict) else None
     if not isinstance(config, dict) or CONFIG_KEY not in config:
-        raise SpecError(source, [Violation((), None, f"the file needs 'config: {CONFIG_KEY}:' holding the cluster spec")])
+        raise SpecError(
+            source, [Violation((), None, f"the file needs 'config: {CONFIG_KEY}:' holding the cluster spec")]
+        )
     spec = parse_spec(config[CONFIG_KEY], source)
     check_provider_region(spec, config.get(AWS_REGION_KEY), source)
     return Stack(name=stack_name(path), path=path, spec=spec, warnings=spec_warnings(spec))
@@ -115,7 +119,9 @@ def check_provider_region(spec: ClusterSpec, provider_region: Any, source: str) 
     """The AWS provider's ``aws:region`` must be the spec's region, or resources land in the wrong place."""
     if spec.aws is None or provider_region is None or provider_region == spec.aws.region:
         return
-    problem = Violation(("aws", "region"), spec.aws.region, f"differs from the stack's {AWS_REGION_KEY} {provider_region!r}")
+    problem = Violation(
+        ("aws", "region"), spec.aws.region, f"differs from the stack's {AWS_REGION_KEY} {provider_region!r}"
+    )
     raise SpecError(source, [problem])
 
 
@@ -128,7 +134,7 @@ def parse_spec(raw: Any, source: str) -> ClusterSpec:
 
 
 def _violations(error: ValidationError) -> list[Violation]:
-    problems = []
+    problems: list[Violation] = []
     for item in error.errors(include_url=False):
         cause = (item.get("ctx") or {}).get("error")
         if isinstance(cause, RuleViolations):

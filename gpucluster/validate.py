@@ -140,7 +140,7 @@ def _check_object(file: str, obj: Any, schemas: _KubernetesSchemas, crds: _CrdIn
 
 
 def _subject(obj: dict) -> str:
-    metadata = obj.get("metadata") if isinstance(obj.get("metadata"), dict) else {}
+    metadata = obj["metadata"] if isinstance(obj.get("metadata"), dict) else {}
     name, namespace = metadata.get("name", "(unnamed)"), metadata.get("namespace")
     return f"{obj['kind']} {namespace}/{name}" if namespace else f"{obj['kind']} {name}"
 
@@ -278,7 +278,7 @@ def _strict(schema: dict) -> dict:
 
 
 @lru_cache(maxsize=8)
-def _crd_index(directory: Path, stamp: tuple) -> _CrdIndex:  # noqa: ARG001 - stamp invalidates the cache
+def _crd_index(directory: Path, stamp: tuple) -> _CrdIndex:
     return _CrdIndex(directory)
 
 
@@ -445,7 +445,7 @@ def _shape(value: Any) -> str:
 
 
 @lru_cache(maxsize=32)
-def _chart_defaults(path: Path, mtime_ns: int) -> _ChartDefaults:  # noqa: ARG001 - mtime invalidates the cache
+def _chart_defaults(path: Path, mtime_ns: int) -> _ChartDefaults:
     return _ChartDefaults(path.read_text())
 
 

@@ -39,10 +39,16 @@ NON_EFA_TYPES = sorted(n for n, t in INSTANCE_TYPES.items() if not t.efa_interfa
 PLATFORMS = ("aws", "onprem", "hybrid")
 REGIONS = ("us-east-1", "us-west-2", "eu-west-1", "eu-central-1", "ap-northeast-1", "us-gov-west-1")
 CONTROL_PLANE_TYPES = ("m6i.xlarge", "m7i.2xlarge", "c6i.4xlarge")
-FABRICS = {"aws": ("ethernet", "efa"), "onprem": ("ethernet", "infiniband"),
-           "hybrid": ("ethernet", "infiniband", "efa")}
-CNIS = {"eks": ("aws-vpc-cni", "cilium"), "kubeadm": ("calico", "cilium", "flannel"),
-        "k3s": ("calico", "cilium", "flannel")}
+FABRICS = {
+    "aws": ("ethernet", "efa"),
+    "onprem": ("ethernet", "infiniband"),
+    "hybrid": ("ethernet", "infiniband", "efa"),
+}
+CNIS = {
+    "eks": ("aws-vpc-cni", "cilium"),
+    "kubeadm": ("calico", "cilium", "flannel"),
+    "k3s": ("calico", "cilium", "flannel"),
+}
 POD_CIDRS = ("10.244.0.0/16", "10.42.0.0/16", "192.168.0.0/16", "100.64.0.0/12", "10.0.0.0/9")
 SERVICE_CIDRS = ("10.96.0.0/12", "10.43.0.0/16", "172.20.0.0/16", "10.128.0.0/12")
 VPC_CIDRS = ("10.0.0.0/16", "10.20.0.0/16", "172.31.0.0/16")
@@ -78,8 +84,12 @@ def exact_versions() -> st.SearchStrategy[str]:
 def quantities(suffixes: tuple[str, ...]) -> st.SearchStrategy[str]:
     """Kubernetes quantities such as '64', '1.5', '500m', '256Gi'."""
     fraction = st.one_of(st.just(""), st.from_regex(r"\.[0-9]{1,3}", fullmatch=True))
-    return st.builds(lambda whole, frac, suffix: f"{whole}{frac}{suffix}",
-                     st.integers(0, 100_000), fraction, st.sampled_from(suffixes))
+    return st.builds(
+        lambda whole, frac, suffix: f"{whole}{frac}{suffix}",
+        st.integers(0, 100_000),
+        fraction,
+        st.sampled_from(suffixes),
+    )
 
 
 def addresses() -> st.SearchStrategy[str]:
@@ -127,9 +137,11 @@ def mig_layouts(draw, model: str) -> dict[str, int]:
     compute = memory = 0
     for name in draw(st.permutations(sorted(mig.profiles))):
         profile = mig.profiles[name]
-        fits = min(profile.max_instances,
-                   (mig.compute_slices - compute) // profile.compute,
-                   (mig.memory_slices - memory) // profile.memory)
+        fits = min(
+            profile.max_instances,
+            (mig.compute_slices - compute) // profile.compute,
+            (mig.memory_slices - memory) // profile.memory,
+        )
         if fits < 1:
             continue
         count = draw(st.integers(0 if layout else 1, fits))  # every profile fits an empty GPU
@@ -283,16 +295,26 @@ def valid_specs(draw, platforms: tuple[str, ...] = PLATFORMS) -> dict:
     control_plane_hosts = 0
     if distribution != "eks" and (platform == "onprem" or draw(st.booleans())):
         control_plane_hosts = draw(st.sampled_from([1, 3]))
-    names = iter(draw(st.lists(dns_labels(), min_size=control_plane_hosts + sum(host_counts),
-                               max_size=control_plane_hosts + sum(host_counts), unique=True)))
+    names = iter(
+        draw(
+            st.lists(
+                dns_labels(),
+                min_size=control_plane_hosts + sum(host_counts),
+                max_size=control_plane_hosts + sum(host_counts),
+                unique=True,
+            )
+        )
+    )
     cp_hosts = [{"name": next(names), "address": draw(addresses())} for _ in range(control_plane_hosts)]
     pool_hosts = [[{"name": next(names), "address": draw(addresses())} for _ in range(n)] for n in host_counts]
     if cp_hosts and any(host_counts) and draw(st.booleans()):
         first = next(i for i, n in enumerate(host_counts) if n)
         pool_hosts[first][0] = dict(cp_hosts[0])  # the control-plane machine also runs workloads
 
-    kubernetes: dict[str, Any] = {"distribution": distribution,
-                                  "version": draw(st.sampled_from(SUPPORTED_KUBERNETES_VERSIONS))}
+    kubernetes: dict[str, Any] = {
+        "distribution": distribution,
+        "version": draw(st.sampled_from(SUPPORTED_KUBERNETES_VERSIONS)),
+    }
     if draw(st.booleans()):
         pod = draw(st.sampled_from(POD_CIDRS))
         kubernetes["pod_cidr"] = pod
@@ -307,23 +329,44 @@ def valid_specs(draw, platforms: tuple[str, ...] = PLATFORMS) -> dict:
         network["fabric"] = fabric
     _maybe(draw, network, "socket_ifname", st.sampled_from(["eth0", "ens5", "ib0", "eth0,eth1"]))
     if fabric == "infiniband":
-        _maybe(draw, network, "ib_hcas", st.lists(st.sampled_from(["mlx5_0", "mlx5_1", "mlx5_2", "mlx5"]),
-                                                  max_size=4, unique=True))
+        _maybe(
+            draw,
+            network,
+            "ib_hcas",
+            st.lists(st.sampled_from(["mlx5_0", "mlx5_1", "mlx5_2", "mlx5"]), max_size=4, unique=True),
+        )
     raw["network"] = network
 
     runtimes = ["containerd"] if distribution == "eks" else ["containerd", "cri-o"]
     _maybe(draw, raw, "runtime", st.fixed_dictionaries({"name": st.sampled_from(runtimes), "cdi": st.booleans()}))
-    _maybe(draw, raw, "gpu_stack", st.fixed_dictionaries(
-        {"driver": st.sampled_from(["host", "operator"]), "toolkit": st.sampled_from(["host", "operator"])},
-        optional={"driver_version": exact_versions()}))
-    _maybe(draw, raw, "components", st.fixed_dictionaries(
-        {}, optional={"gpu_operator": exact_versions(), "device_plugin": exact_versions(),
-                      "dcgm_exporter": exact_versions()}))
+    _maybe(
+        draw,
+        raw,
+        "gpu_stack",
+        st.fixed_dictionaries(
+            {"driver": st.sampled_from(["host", "operator"]), "toolkit": st.sampled_from(["host", "operator"])},
+            optional={"driver_version": exact_versions()},
+        ),
+    )
+    _maybe(
+        draw,
+        raw,
+        "components",
+        st.fixed_dictionaries(
+            {},
+            optional={
+                "gpu_operator": exact_versions(),
+                "device_plugin": exact_versions(),
+                "dcgm_exporter": exact_versions(),
+            },
+        ),
+    )
 
-    pool_names = draw(st.lists(dns_labels().filter(lambda n: n != "default"), min_size=pool_count,
-                               max_size=pool_count, unique=True))
+    pool_names = draw(
+        st.lists(dns_labels().filter(lambda n: n != "default"), min_size=pool_count, max_size=pool_count, unique=True)
+    )
     raw["node_pools"] = []
-    for index, (name, kind) in enumerate(zip(pool_names, kinds)):
+    for index, (name, kind) in enumerate(zip(pool_names, kinds, strict=False)):
         if kind == "instances":
             efa = fabric == "efa" and (index == 0 or draw(st.booleans()))
             raw["node_pools"].append(draw(instance_pools(name, efa, zones)))
@@ -332,14 +375,34 @@ def valid_specs(draw, platforms: tuple[str, ...] = PLATFORMS) -> dict:
 
     raw["tenants"] = draw(tenants())
     balancers = ["alb", "nlb", "service"] if platform == "aws" else ["service"]
-    raw["ingress"] = {"controller": draw(st.sampled_from(["nginx", "none"])),
-                      "load_balancer": draw(st.sampled_from(balancers))}
-    _maybe(draw, raw, "monitoring", st.fixed_dictionaries(
-        {"enabled": st.booleans()}, optional={"gpu_temperature_alert_celsius": st.integers(50, 110)}))
-    _maybe(draw, raw, "autoscaling", st.fixed_dictionaries(
-        {"cluster_autoscaler": st.booleans()}, optional={"gpu_utilization_target": st.integers(1, 100)}))
-    _maybe(draw, raw, "backups", st.fixed_dictionaries(
-        {"velero": st.booleans(), "etcd_snapshots": st.booleans()}, optional={"schedule": st.just("30 3 * * 0")}))
+    raw["ingress"] = {
+        "controller": draw(st.sampled_from(["nginx", "none"])),
+        "load_balancer": draw(st.sampled_from(balancers)),
+    }
+    _maybe(
+        draw,
+        raw,
+        "monitoring",
+        st.fixed_dictionaries(
+            {"enabled": st.booleans()}, optional={"gpu_temperature_alert_celsius": st.integers(50, 110)}
+        ),
+    )
+    _maybe(
+        draw,
+        raw,
+        "autoscaling",
+        st.fixed_dictionaries(
+            {"cluster_autoscaler": st.booleans()}, optional={"gpu_utilization_target": st.integers(1, 100)}
+        ),
+    )
+    _maybe(
+        draw,
+        raw,
+        "backups",
+        st.fixed_dictionaries(
+            {"velero": st.booleans(), "etcd_snapshots": st.booleans()}, optional={"schedule": st.just("30 3 * * 0")}
+        ),
+    )
     return raw
 
 
@@ -349,8 +412,10 @@ def _overlap(a: str, b: str) -> bool:
 
 def reference_specs(platforms: tuple[str, ...] = PLATFORMS) -> st.SearchStrategy[dict]:
     """The ``gpucluster:cluster`` dict of each reference stack in ``stacks/`` on one of ``platforms``."""
-    raws = [yaml.safe_load(path.read_text(encoding="utf-8"))["config"]["gpucluster:cluster"]
-            for path in sorted(STACKS_DIR.glob("Pulumi.*.yaml"))]
+    raws = [
+        yaml.safe_load(path.read_text(encoding="utf-8"))["config"]["gpucluster:cluster"]
+        for path in sorted(STACKS_DIR.glob("Pulumi.*.yaml"))
+    ]
     return st.sampled_from([raw for raw in raws if raw["platform"] in platforms])
 
 
@@ -495,8 +560,9 @@ def _distribution(value: str) -> Callable[[dict, Draw], str]:
 
 def _spot_with_two_gpu_models(raw: dict, draw: Draw) -> str:
     index, pool = _pool(raw, draw)
-    first, second = draw(st.lists(st.sampled_from(sorted(m for m in GPUS if TYPES_BY_GPU[m])),
-                                  min_size=2, max_size=2, unique=True))
+    first, second = draw(
+        st.lists(st.sampled_from(sorted(m for m in GPUS if TYPES_BY_GPU[m])), min_size=2, max_size=2, unique=True)
+    )
     _provision(pool, [draw(st.sampled_from(TYPES_BY_GPU[first])), draw(st.sampled_from(TYPES_BY_GPU[second]))])
     pool["capacity"] = {"type": draw(st.sampled_from(["spot", "mixed"]))}
     return f"node_pools[{index}].instance_types"
@@ -559,8 +625,16 @@ def _unknown_gpu_model(raw: dict, draw: Draw) -> str:
 
 
 def _floating_component_version(raw: dict, draw: Draw) -> str:
-    section, key = draw(st.sampled_from([("components", "gpu_operator"), ("components", "device_plugin"),
-                                         ("components", "dcgm_exporter"), ("gpu_stack", "driver_version")]))
+    section, key = draw(
+        st.sampled_from(
+            [
+                ("components", "gpu_operator"),
+                ("components", "device_plugin"),
+                ("components", "dcgm_exporter"),
+                ("gpu_stack", "driver_version"),
+            ]
+        )
+    )
     raw.setdefault(section, {})[key] = draw(st.sampled_from(["latest", "stable", ">=0.17", "v0.17", "0.17.x"]))
     return f"{section}.{key}"
 
@@ -597,8 +671,16 @@ def _tenant_without_subjects(raw: dict, draw: Draw) -> str:
 
 
 def _overlapping_cidrs(raw: dict, draw: Draw) -> str:
-    pod, service = draw(st.sampled_from([("10.244.0.0/16", "10.244.128.0/17"), ("10.0.0.0/8", "10.96.0.0/12"),
-                                         ("10.96.0.0/12", "10.96.0.0/12"), ("10.96.0.0/16", "10.96.0.0/12")]))
+    pod, service = draw(
+        st.sampled_from(
+            [
+                ("10.244.0.0/16", "10.244.128.0/17"),
+                ("10.0.0.0/8", "10.96.0.0/12"),
+                ("10.96.0.0/12", "10.96.0.0/12"),
+                ("10.96.0.0/16", "10.96.0.0/12"),
+            ]
+        )
+    )
     raw["kubernetes"].update(pod_cidr=pod, service_cidr=service)
     return "kubernetes.service_cidr"
 

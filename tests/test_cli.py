@@ -171,7 +171,9 @@ def test_schema_accepts_stack_files_and_catches_typos(stack):
 
 
 def test_docs_spec_md_is_current():
-    assert (ROOT / "docs" / "spec.md").read_text() == spec_markdown(), "regenerate: gpucluster schema --markdown > docs/spec.md"
+    assert (ROOT / "docs" / "spec.md").read_text() == spec_markdown(), (
+        "regenerate: gpucluster schema --markdown > docs/spec.md"
+    )
 
 
 def test_validate_rejects_missing_reference_dir(monkeypatch, tmp_path):
@@ -183,7 +185,9 @@ def test_validate_rejects_missing_reference_dir(monkeypatch, tmp_path):
 @pytest.mark.parametrize("stack", STACKS)
 def test_every_reference_stack_validates_clean(stack, monkeypatch):
     monkeypatch.chdir(ROOT)
-    result = invoke("validate", "--stack", stack, "--crds", str(REFERENCE / "crds"), "--chart-values", str(REFERENCE / "charts"))
+    result = invoke(
+        "validate", "--stack", stack, "--crds", str(REFERENCE / "crds"), "--chart-values", str(REFERENCE / "charts")
+    )
     assert result.exit_code == 0, result.output
     assert "0 failed, 0 unchecked" in result.output
 
@@ -197,7 +201,8 @@ def test_validate_without_reference_says_what_it_could_not_check(monkeypatch):
 
 
 def test_help_runs_without_loading_provider_sdks():
-    code = "import sys; from gpucluster.cli import app; print(sorted(m for m in ('pulumi', 'pulumi_aws', 'boto3', 'ansible_runner', 'kubernetes_validate', 'gpucluster.spec') if m in sys.modules))"
+    heavy = ("pulumi", "pulumi_aws", "boto3", "ansible_runner", "kubernetes_validate", "gpucluster.spec")
+    code = f"import sys; from gpucluster.cli import app; print(sorted(m for m in {heavy!r} if m in sys.modules))"
     loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
     assert loaded.stdout.strip() == "[]"
 
@@ -206,7 +211,13 @@ def test_entry_point_prints_no_traceback_on_bad_yaml(tmp_path):
     bad = tmp_path / "Pulumi.broken.yaml"
     bad.write_text("config:\n  gpucluster:cluster: [unclosed\n")
     env = {**os.environ, "GPUCLUSTER_DEBUG": ""}
-    result = subprocess.run([sys.executable, "-m", "gpucluster", "render", "--stack", str(bad)], capture_output=True, text=True, env=env, cwd=tmp_path)
+    result = subprocess.run(
+        [sys.executable, "-m", "gpucluster", "render", "--stack", str(bad)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+    )
     assert result.returncode == 2
     assert "Traceback" not in result.stderr + result.stdout
     assert "line" in result.stderr

@@ -41,7 +41,12 @@ def test_every_gpu_pool_carries_the_gpu_taint_once():
 
 @pytest.mark.parametrize(
     ("stack", "pool", "gpus_per_node", "max_gpus"),
-    [("eks-t4", "t4-inference", 1, 10), ("eks-h100", "h100-efa", 8, 128), ("onprem-dgx", "dgx-train", 8, 32), ("onprem-k3s", "workstation", 2, 2)],
+    [
+        ("eks-t4", "t4-inference", 1, 10),
+        ("eks-h100", "h100-efa", 8, 128),
+        ("onprem-dgx", "dgx-train", 8, 32),
+        ("onprem-k3s", "workstation", 2, 2),
+    ],
 )
 def test_gpu_counts_come_from_the_catalog_or_the_hosts(stack, pool, gpus_per_node, max_gpus):
     [found] = [p for p in plan_of(stack).pools if p.name == pool]

@@ -34,7 +34,9 @@ def stack_config(stack: str) -> dict:
 def use_config(stack: str, config: dict) -> RecordingMocks:
     mocks = RecordingMocks()
     pulumi.runtime.set_mocks(mocks, project="gpucluster", stack=stack, preview=False)
-    pulumi.runtime.set_all_config({key: json.dumps(value) if not isinstance(value, str) else value for key, value in config.items()})
+    pulumi.runtime.set_all_config(
+        {key: json.dumps(value) if not isinstance(value, str) else value for key, value in config.items()}
+    )
     return mocks
 
 

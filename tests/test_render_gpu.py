@@ -114,7 +114,9 @@ def test_versions_are_pinned_from_the_spec():
 
 
 def test_operands_tolerate_every_pool_taint():
-    spec = with_pool_changes(spec_of("eks-t4"), 0, taints=[{"key": "dedicated", "value": "infer", "effect": "NoExecute"}])
+    spec = with_pool_changes(
+        spec_of("eks-t4"), 0, taints=[{"key": "dedicated", "value": "infer", "effect": "NoExecute"}]
+    )
     tolerations = gpu.operator_values(make_plan(spec))["daemonsets"]["tolerations"]
     assert {"key": "dedicated", "operator": "Exists", "effect": "NoExecute"} in tolerations
     assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in tolerations
@@ -127,7 +129,12 @@ def enabled_counters(text: str) -> set[str]:
 
 def test_dcgm_counters_extend_the_upstream_defaults_with_profiling():
     ours = enabled_counters(gpu.dcgm_metrics_csv())
-    for counter in ("DCGM_FI_PROF_SM_ACTIVE", "DCGM_FI_PROF_SM_OCCUPANCY", "DCGM_FI_PROF_PIPE_TENSOR_ACTIVE", "DCGM_FI_DEV_GPU_UTIL"):
+    for counter in (
+        "DCGM_FI_PROF_SM_ACTIVE",
+        "DCGM_FI_PROF_SM_OCCUPANCY",
+        "DCGM_FI_PROF_PIPE_TENSOR_ACTIVE",
+        "DCGM_FI_DEV_GPU_UTIL",
+    ):
         assert counter in ours
     upstream = REFERENCE / "dcgm" / "default-counters.csv"
     if not upstream.is_file():

@@ -162,7 +162,7 @@ def test_guard_catches_an_example_without_the_efa_request():
     mutated = copy.deepcopy(job)
     for section in container_of(mutated)["resources"].values():
         del section[EFA_RESOURCE]
-    hits = efa_env_without_request(config_maps + [mutated])
+    hits = efa_env_without_request([*config_maps, mutated])
     assert hits == ["Job llm-training/nccl-allreduce-test container all-reduce"]
 
 
@@ -172,7 +172,7 @@ def test_guard_needs_the_config_map_in_the_same_namespace():
     for section in container_of(mutated)["resources"].values():
         del section[EFA_RESOURCE]
     other_namespaces = [cm for cm in config_maps if cm["metadata"]["namespace"] != job["metadata"]["namespace"]]
-    assert efa_env_without_request(other_namespaces + [mutated]) == []
+    assert efa_env_without_request([*other_namespaces, mutated]) == []
 
 
 def workload(kind: str, container: dict) -> dict:

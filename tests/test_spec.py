@@ -127,8 +127,10 @@ def test_reference_stack_loads_cleanly(name, load_raw):
 
 @pytest.mark.parametrize("capacity", ["spot", "mixed"])
 def test_spot_with_one_instance_type_warns_about_instance_types(tmp_path, load_raw, capacity):
-    raw = apply(load_raw("eks-t4"), {("node_pools", 0, "instance_types"): ["g4dn.xlarge"],
-                                     ("node_pools", 0, "capacity"): {"type": capacity}})
+    raw = apply(
+        load_raw("eks-t4"),
+        {("node_pools", 0, "instance_types"): ["g4dn.xlarge"], ("node_pools", 0, "capacity"): {"type": capacity}},
+    )
     stack = load_stack(str(write_stack(tmp_path, "eks-t4-spot", raw)))
 
     assert [w.path for w in stack.warnings] == [("node_pools", 0, "instance_types")]
@@ -140,10 +142,20 @@ def test_spot_with_one_instance_type_warns_about_instance_types(tmp_path, load_r
 @pytest.mark.parametrize(
     "changes",
     [
-        pytest.param({("node_pools", 0, "instance_types"): ["g4dn.xlarge", "g4dn.2xlarge"],
-                      ("node_pools", 0, "capacity"): {"type": "spot"}}, id="spot-two-types"),
-        pytest.param({("node_pools", 0, "instance_types"): ["g4dn.xlarge"],
-                      ("node_pools", 0, "capacity"): {"type": "on-demand"}}, id="on-demand-one-type"),
+        pytest.param(
+            {
+                ("node_pools", 0, "instance_types"): ["g4dn.xlarge", "g4dn.2xlarge"],
+                ("node_pools", 0, "capacity"): {"type": "spot"},
+            },
+            id="spot-two-types",
+        ),
+        pytest.param(
+            {
+                ("node_pools", 0, "instance_types"): ["g4dn.xlarge"],
+                ("node_pools", 0, "capacity"): {"type": "on-demand"},
+            },
+            id="on-demand-one-type",
+        ),
     ],
 )
 def test_no_warning_when_capacity_is_not_fragile(load_raw, changes):
@@ -166,94 +178,218 @@ class Rule:
 P0, P1, P2 = ("node_pools", 0), ("node_pools", 1), ("node_pools", 2)
 CP = ("kubernetes", "control_plane")
 MIG_SINGLE_1G5 = {"mode": "mig", "strategy": "single", "profile": "1g.5gb"}
-EFA_ON = {(*P0, "efa"): True, (*P0, "availability_zone"): "us-east-1a", ("network", "fabric"): "efa",
-          (*P0, "capacity"): DELETE}
+EFA_ON = {
+    (*P0, "efa"): True,
+    (*P0, "availability_zone"): "us-east-1a",
+    ("network", "fabric"): "efa",
+    (*P0, "capacity"): DELETE,
+}
 AWS_SECTION = {"region": "us-east-1", "availability_zones": ["us-east-1a", "us-east-1b"]}
 
 RULES = [
     # MIG
-    pytest.param(Rule("eks-t4", valid={(*P0, "sharing"): MIG_SINGLE_1G5, (*P0, "instance_types"): ["p4d.24xlarge"]},
-                      breaking={(*P0, "instance_types"): ["g4dn.xlarge"]},
-                      path=(*P0, "sharing", "mode"), fragments=("T4", "A100-40GB", "H100-80GB"), value="mig"),
-                 id="mig-only-on-mig-capable-gpu"),
-    pytest.param(Rule("eks-h100", valid={(*P1, "sharing"): MIG_SINGLE_1G5},
-                      breaking={(*P1, "sharing", "profile"): "3g.40gb"},  # an A100-80GB profile
-                      path=(*P1, "sharing", "profile"), fragments=("1g.5gb", "3g.20gb", "7g.40gb"), value="3g.40gb"),
-                 id="mig-profile-of-that-gpu"),
-    pytest.param(Rule("onprem-kubeadm",
-                      valid={(*P0, "sharing"): {"mode": "mig", "strategy": "single", "profile": "1g.6gb"}},
-                      breaking={(*P0, "sharing", "profile"): "1g.10gb"},  # exists on A100/H100, not on A30
-                      path=(*P0, "sharing", "profile"), fragments=("1g.6gb", "2g.12gb", "4g.24gb"), value="1g.10gb"),
-                 id="mig-profile-of-that-gpu-a30"),
-    pytest.param(Rule("eks-h100",  # the reference layout fills all 7 compute / 8 memory slices exactly
-                      breaking={(*P1, "sharing", "layout"): {"3g.20gb": 2, "1g.5gb": 2}},
-                      path=(*P1, "sharing", "layout"), fragments=("A100-40GB", "slices"),
-                      value={"3g.20gb": 2, "1g.5gb": 2}),
-                 id="mig-layout-exceeds-slices"),
-    pytest.param(Rule("eks-h100",
-                      breaking={(*P1, "sharing", "layout"): {"2g.10gb": 4, "1g.5gb": 1}},  # at most 3 x 2g.10gb
-                      path=(*P1, "sharing", "layout"), fragments=("2g.10gb", "3")),
-                 id="mig-layout-exceeds-max-instances"),
-    pytest.param(Rule("eks-h100",
-                      breaking={(*P1, "sharing"): {"mode": "mig", "strategy": "mixed", "profile": "1g.5gb"}},
-                      path=(*P1, "sharing", "layout"), fragments=("layout",)),
-                 id="mig-mixed-needs-layout"),
-    pytest.param(Rule("eks-h100", valid={(*P1, "sharing"): MIG_SINGLE_1G5},
-                      breaking={(*P1, "sharing", "profile"): DELETE, (*P1, "sharing", "layout"): {"1g.5gb": 7}},
-                      path=(*P1, "sharing", "profile"), fragments=("profile",)),
-                 id="mig-single-needs-profile"),
-    pytest.param(Rule("eks-h100", breaking={(*P1, "sharing", "strategy"): DELETE},
-                      path=(*P1, "sharing", "strategy"), fragments=("single", "mixed")),
-                 id="mig-needs-strategy"),
+    pytest.param(
+        Rule(
+            "eks-t4",
+            valid={(*P0, "sharing"): MIG_SINGLE_1G5, (*P0, "instance_types"): ["p4d.24xlarge"]},
+            breaking={(*P0, "instance_types"): ["g4dn.xlarge"]},
+            path=(*P0, "sharing", "mode"),
+            fragments=("T4", "A100-40GB", "H100-80GB"),
+            value="mig",
+        ),
+        id="mig-only-on-mig-capable-gpu",
+    ),
+    pytest.param(
+        Rule(
+            "eks-h100",
+            valid={(*P1, "sharing"): MIG_SINGLE_1G5},
+            breaking={(*P1, "sharing", "profile"): "3g.40gb"},  # an A100-80GB profile
+            path=(*P1, "sharing", "profile"),
+            fragments=("1g.5gb", "3g.20gb", "7g.40gb"),
+            value="3g.40gb",
+        ),
+        id="mig-profile-of-that-gpu",
+    ),
+    pytest.param(
+        Rule(
+            "onprem-kubeadm",
+            valid={(*P0, "sharing"): {"mode": "mig", "strategy": "single", "profile": "1g.6gb"}},
+            breaking={(*P0, "sharing", "profile"): "1g.10gb"},  # exists on A100/H100, not on A30
+            path=(*P0, "sharing", "profile"),
+            fragments=("1g.6gb", "2g.12gb", "4g.24gb"),
+            value="1g.10gb",
+        ),
+        id="mig-profile-of-that-gpu-a30",
+    ),
+    pytest.param(
+        Rule(
+            "eks-h100",  # the reference layout fills all 7 compute / 8 memory slices exactly
+            breaking={(*P1, "sharing", "layout"): {"3g.20gb": 2, "1g.5gb": 2}},
+            path=(*P1, "sharing", "layout"),
+            fragments=("A100-40GB", "slices"),
+            value={"3g.20gb": 2, "1g.5gb": 2},
+        ),
+        id="mig-layout-exceeds-slices",
+    ),
+    pytest.param(
+        Rule(
+            "eks-h100",
+            breaking={(*P1, "sharing", "layout"): {"2g.10gb": 4, "1g.5gb": 1}},  # at most 3 x 2g.10gb
+            path=(*P1, "sharing", "layout"),
+            fragments=("2g.10gb", "3"),
+        ),
+        id="mig-layout-exceeds-max-instances",
+    ),
+    pytest.param(
+        Rule(
+            "eks-h100",
+            breaking={(*P1, "sharing"): {"mode": "mig", "strategy": "mixed", "profile": "1g.5gb"}},
+            path=(*P1, "sharing", "layout"),
+            fragments=("layout",),
+        ),
+        id="mig-mixed-needs-layout",
+    ),
+    pytest.param(
+        Rule(
+            "eks-h100",
+            valid={(*P1, "sharing"): MIG_SINGLE_1G5},
+            breaking={(*P1, "sharing", "profile"): DELETE, (*P1, "sharing", "layout"): {"1g.5gb": 7}},
+            path=(*P1, "sharing", "profile"),
+            fragments=("profile",),
+        ),
+        id="mig-single-needs-profile",
+    ),
+    pytest.param(
+        Rule(
+            "eks-h100",
+            breaking={(*P1, "sharing", "strategy"): DELETE},
+            path=(*P1, "sharing", "strategy"),
+            fragments=("single", "mixed"),
+        ),
+        id="mig-needs-strategy",
+    ),
     # EFA
-    pytest.param(Rule("eks-t4", valid={**EFA_ON, (*P0, "instance_types"): ["p5.48xlarge"]},
-                      breaking={(*P0, "instance_types"): ["g4dn.xlarge"]},
-                      path=(*P0, "instance_types", 0), fragments=("EFA", "g4dn.8xlarge", "g4dn.metal"),
-                      value="g4dn.xlarge"),
-                 id="efa-only-on-efa-capable-type"),
-    pytest.param(Rule("eks-h100", breaking={(*P0, "availability_zone"): DELETE},
-                      path=(*P0, "availability_zone"), fragments=("availability zone",)),
-                 id="efa-pool-needs-availability-zone"),
-    pytest.param(Rule("eks-h100", breaking={(*P0, "availability_zone"): "us-west-2d"},
-                      path=(*P0, "availability_zone"), fragments=("us-west-2a", "us-west-2b", "us-west-2c"),
-                      value="us-west-2d"),
-                 id="pool-zone-in-aws-zones"),
-    pytest.param(Rule("eks-h100", breaking={(*P0, "efa"): False},
-                      path=("network", "fabric"), fragments=("efa: true",), value="efa"),
-                 id="efa-fabric-needs-efa-pool"),
-    pytest.param(Rule("eks-h100", breaking={("network", "fabric"): "ethernet"},
-                      path=(*P0, "efa"), fragments=("efa",)),
-                 id="efa-pool-needs-efa-fabric"),
+    pytest.param(
+        Rule(
+            "eks-t4",
+            valid={**EFA_ON, (*P0, "instance_types"): ["p5.48xlarge"]},
+            breaking={(*P0, "instance_types"): ["g4dn.xlarge"]},
+            path=(*P0, "instance_types", 0),
+            fragments=("EFA", "g4dn.8xlarge", "g4dn.metal"),
+            value="g4dn.xlarge",
+        ),
+        id="efa-only-on-efa-capable-type",
+    ),
+    pytest.param(
+        Rule(
+            "eks-h100",
+            breaking={(*P0, "availability_zone"): DELETE},
+            path=(*P0, "availability_zone"),
+            fragments=("availability zone",),
+        ),
+        id="efa-pool-needs-availability-zone",
+    ),
+    pytest.param(
+        Rule(
+            "eks-h100",
+            breaking={(*P0, "availability_zone"): "us-west-2d"},
+            path=(*P0, "availability_zone"),
+            fragments=("us-west-2a", "us-west-2b", "us-west-2c"),
+            value="us-west-2d",
+        ),
+        id="pool-zone-in-aws-zones",
+    ),
+    pytest.param(
+        Rule(
+            "eks-h100",
+            breaking={(*P0, "efa"): False},
+            path=("network", "fabric"),
+            fragments=("efa: true",),
+            value="efa",
+        ),
+        id="efa-fabric-needs-efa-pool",
+    ),
+    pytest.param(
+        Rule("eks-h100", breaking={("network", "fabric"): "ethernet"}, path=(*P0, "efa"), fragments=("efa",)),
+        id="efa-pool-needs-efa-fabric",
+    ),
     # time-slicing
-    pytest.param(Rule("onprem-dgx", valid={(*P2, "sharing", "replicas"): 2},
-                      breaking={(*P2, "sharing", "replicas"): 1},
-                      path=(*P2, "sharing", "replicas"), fragments=(">= 2",), value=1),
-                 id="time-slicing-replicas-1"),
-    pytest.param(Rule("onprem-dgx", valid={(*P2, "sharing", "replicas"): 2},
-                      breaking={(*P2, "sharing", "replicas"): DELETE},
-                      path=(*P2, "sharing", "replicas"), fragments=(">= 2",), value=None),
-                 id="time-slicing-replicas-missing"),
-    pytest.param(Rule("onprem-dgx", breaking={(*P0, "sharing"): {"replicas": 4}},
-                      path=(*P0, "sharing", "replicas"), fragments=("time-slicing",), value=4),
-                 id="replicas-only-with-time-slicing"),
+    pytest.param(
+        Rule(
+            "onprem-dgx",
+            valid={(*P2, "sharing", "replicas"): 2},
+            breaking={(*P2, "sharing", "replicas"): 1},
+            path=(*P2, "sharing", "replicas"),
+            fragments=(">= 2",),
+            value=1,
+        ),
+        id="time-slicing-replicas-1",
+    ),
+    pytest.param(
+        Rule(
+            "onprem-dgx",
+            valid={(*P2, "sharing", "replicas"): 2},
+            breaking={(*P2, "sharing", "replicas"): DELETE},
+            path=(*P2, "sharing", "replicas"),
+            fragments=(">= 2",),
+            value=None,
+        ),
+        id="time-slicing-replicas-missing",
+    ),
+    pytest.param(
+        Rule(
+            "onprem-dgx",
+            breaking={(*P0, "sharing"): {"replicas": 4}},
+            path=(*P0, "sharing", "replicas"),
+            fragments=("time-slicing",),
+            value=4,
+        ),
+        id="replicas-only-with-time-slicing",
+    ),
     # capacity and scaling
-    pytest.param(Rule("eks-t4", valid={(*P0, "capacity"): {"type": "spot"},
-                                       (*P0, "instance_types"): ["g4dn.xlarge", "g4dn.2xlarge"]},
-                      breaking={(*P0, "instance_types"): ["g4dn.xlarge", "g5.xlarge"]},
-                      path=(*P0, "instance_types"), fragments=("T4", "A10G"), value=["g4dn.xlarge", "g5.xlarge"]),
-                 id="spot-types-share-one-gpu-model"),
-    pytest.param(Rule("eks-t4", valid={(*P0, "capacity", "on_demand_base"): 10},
-                      breaking={(*P0, "capacity", "on_demand_base"): 11},
-                      path=(*P0, "capacity", "on_demand_base"), fragments=("scaling.max", "10"), value=11),
-                 id="on-demand-base-within-max"),
-    pytest.param(Rule("onprem-dgx", breaking={(*P0, "capacity"): {"type": "spot"}},
-                      path=(*P0, "capacity", "type"), fragments=("AWS",), value="spot"),
-                 id="spot-only-on-aws"),
+    pytest.param(
+        Rule(
+            "eks-t4",
+            valid={(*P0, "capacity"): {"type": "spot"}, (*P0, "instance_types"): ["g4dn.xlarge", "g4dn.2xlarge"]},
+            breaking={(*P0, "instance_types"): ["g4dn.xlarge", "g5.xlarge"]},
+            path=(*P0, "instance_types"),
+            fragments=("T4", "A10G"),
+            value=["g4dn.xlarge", "g5.xlarge"],
+        ),
+        id="spot-types-share-one-gpu-model",
+    ),
+    pytest.param(
+        Rule(
+            "eks-t4",
+            valid={(*P0, "capacity", "on_demand_base"): 10},
+            breaking={(*P0, "capacity", "on_demand_base"): 11},
+            path=(*P0, "capacity", "on_demand_base"),
+            fragments=("scaling.max", "10"),
+            value=11,
+        ),
+        id="on-demand-base-within-max",
+    ),
+    pytest.param(
+        Rule(
+            "onprem-dgx",
+            breaking={(*P0, "capacity"): {"type": "spot"}},
+            path=(*P0, "capacity", "type"),
+            fragments=("AWS",),
+            value="spot",
+        ),
+        id="spot-only-on-aws",
+    ),
     *[
-        pytest.param(Rule("eks-t4", valid={(*P0, "scaling"): {"min": 2, "max": 2, "desired": 2}},
-                          breaking={(*P0, "scaling"): scaling},
-                          path=(*P0, "scaling"), fragments=("min <= desired <= max",)),
-                     id=f"scaling-{label}")
+        pytest.param(
+            Rule(
+                "eks-t4",
+                valid={(*P0, "scaling"): {"min": 2, "max": 2, "desired": 2}},
+                breaking={(*P0, "scaling"): scaling},
+                path=(*P0, "scaling"),
+                fragments=("min <= desired <= max",),
+            ),
+            id=f"scaling-{label}",
+        )
         for label, scaling in [
             ("min-above-desired", {"min": 3, "max": 10, "desired": 2}),
             ("desired-above-max", {"min": 1, "max": 10, "desired": 11}),
@@ -261,135 +397,358 @@ RULES = [
         ]
     ],
     # platform and distribution
-    pytest.param(Rule("onprem-kubeadm", breaking={("kubernetes", "distribution"): "eks"},
-                      path=("kubernetes", "distribution"), fragments=("aws", "kubeadm"), value="eks"),
-                 id="eks-not-onprem"),
-    pytest.param(Rule("hybrid-crio", breaking={("kubernetes", "distribution"): "eks"},
-                      path=("kubernetes", "distribution"), fragments=("aws",), value="eks"),
-                 id="eks-not-hybrid"),
-    pytest.param(Rule("eks-t4", breaking={("kubernetes", "distribution"): "k3s"},
-                      path=("kubernetes", "distribution"), fragments=("onprem", "hybrid"), value="k3s"),
-                 id="k3s-not-on-aws"),
-    pytest.param(Rule("eks-t4", breaking={("kubernetes", "distribution"): "kubeadm"},
-                      path=("kubernetes", "distribution"), fragments=("onprem", "hybrid", "eks"), value="kubeadm"),
-                 id="kubeadm-not-on-aws"),
-    pytest.param(Rule("onprem-kubeadm", breaking={("aws",): AWS_SECTION},
-                      path=("aws",), fragments=("remove",)),
-                 id="onprem-takes-no-aws-section"),
-    pytest.param(Rule("eks-t4", breaking={("aws",): DELETE},
-                      path=("aws",), fragments=("region", "availability_zones"), value=None),
-                 id="aws-needs-aws-section"),
-    pytest.param(Rule("hybrid-crio", breaking={("aws",): DELETE},
-                      path=("aws",), fragments=("region", "availability_zones"), value=None),
-                 id="hybrid-needs-aws-section"),
-    pytest.param(Rule("eks-t4", breaking={("aws", "availability_zones", 1): "us-west-2b"},
-                      path=("aws", "availability_zones", 1), fragments=("us-east-1",), value="us-west-2b"),
-                 id="zones-in-region"),
-    pytest.param(Rule("eks-t4", breaking={("network", "fabric"): "infiniband"},
-                      path=("network", "fabric"), fragments=("efa",), value="infiniband"),
-                 id="no-infiniband-on-aws"),
-    pytest.param(Rule("onprem-kubeadm", breaking={("ingress",): {"controller": "nginx", "load_balancer": "alb"}},
-                      path=("ingress", "load_balancer"), fragments=("service",), value="alb"),
-                 id="alb-only-on-aws"),
-    pytest.param(Rule("eks-t4", breaking={CP: {"hosts": [{"name": "cp1", "address": "10.0.0.1"}]}},
-                      path=CP, fragments=("remove",)),
-                 id="eks-takes-no-control-plane"),
+    pytest.param(
+        Rule(
+            "onprem-kubeadm",
+            breaking={("kubernetes", "distribution"): "eks"},
+            path=("kubernetes", "distribution"),
+            fragments=("aws", "kubeadm"),
+            value="eks",
+        ),
+        id="eks-not-onprem",
+    ),
+    pytest.param(
+        Rule(
+            "hybrid-crio",
+            breaking={("kubernetes", "distribution"): "eks"},
+            path=("kubernetes", "distribution"),
+            fragments=("aws",),
+            value="eks",
+        ),
+        id="eks-not-hybrid",
+    ),
+    pytest.param(
+        Rule(
+            "eks-t4",
+            breaking={("kubernetes", "distribution"): "k3s"},
+            path=("kubernetes", "distribution"),
+            fragments=("onprem", "hybrid"),
+            value="k3s",
+        ),
+        id="k3s-not-on-aws",
+    ),
+    pytest.param(
+        Rule(
+            "eks-t4",
+            breaking={("kubernetes", "distribution"): "kubeadm"},
+            path=("kubernetes", "distribution"),
+            fragments=("onprem", "hybrid", "eks"),
+            value="kubeadm",
+        ),
+        id="kubeadm-not-on-aws",
+    ),
+    pytest.param(
+        Rule("onprem-kubeadm", breaking={("aws",): AWS_SECTION}, path=("aws",), fragments=("remove",)),
+        id="onprem-takes-no-aws-section",
+    ),
+    pytest.param(
+        Rule(
+            "eks-t4", breaking={("aws",): DELETE}, path=("aws",), fragments=("region", "availability_zones"), value=None
+        ),
+        id="aws-needs-aws-section",
+    ),
+    pytest.param(
+        Rule(
+            "hybrid-crio",
+            breaking={("aws",): DELETE},
+            path=("aws",),
+            fragments=("region", "availability_zones"),
+            value=None,
+        ),
+        id="hybrid-needs-aws-section",
+    ),
+    pytest.param(
+        Rule(
+            "eks-t4",
+            breaking={("aws", "availability_zones", 1): "us-west-2b"},
+            path=("aws", "availability_zones", 1),
+            fragments=("us-east-1",),
+            value="us-west-2b",
+        ),
+        id="zones-in-region",
+    ),
+    pytest.param(
+        Rule(
+            "eks-t4",
+            breaking={("network", "fabric"): "infiniband"},
+            path=("network", "fabric"),
+            fragments=("efa",),
+            value="infiniband",
+        ),
+        id="no-infiniband-on-aws",
+    ),
+    pytest.param(
+        Rule(
+            "onprem-kubeadm",
+            breaking={("ingress",): {"controller": "nginx", "load_balancer": "alb"}},
+            path=("ingress", "load_balancer"),
+            fragments=("service",),
+            value="alb",
+        ),
+        id="alb-only-on-aws",
+    ),
+    pytest.param(
+        Rule(
+            "eks-t4", breaking={CP: {"hosts": [{"name": "cp1", "address": "10.0.0.1"}]}}, path=CP, fragments=("remove",)
+        ),
+        id="eks-takes-no-control-plane",
+    ),
     # control plane
-    pytest.param(Rule("onprem-dgx", breaking={(*CP, "endpoint"): DELETE},
-                      path=(*CP, "endpoint"), fragments=("endpoint",)),
-                 id="ha-control-plane-needs-endpoint"),
-    pytest.param(Rule("onprem-dgx", breaking={(*CP, "hosts", 2): DELETE},
-                      path=CP, fragments=("odd", "3"), value=2),
-                 id="control-plane-odd-count"),
-    pytest.param(Rule("hybrid-crio", valid={(*CP, "count"): 3, (*CP, "endpoint"): "api.example.com:6443"},
-                      breaking={(*CP, "count"): 2},
-                      path=CP, fragments=("odd",), value=2),
-                 id="provisioned-control-plane-odd-count"),
-    pytest.param(Rule("onprem-kubeadm", breaking={CP: DELETE},
-                      path=CP, fragments=("hosts", "instance_type")),
-                 id="kubeadm-needs-control-plane"),
+    pytest.param(
+        Rule("onprem-dgx", breaking={(*CP, "endpoint"): DELETE}, path=(*CP, "endpoint"), fragments=("endpoint",)),
+        id="ha-control-plane-needs-endpoint",
+    ),
+    pytest.param(
+        Rule("onprem-dgx", breaking={(*CP, "hosts", 2): DELETE}, path=CP, fragments=("odd", "3"), value=2),
+        id="control-plane-odd-count",
+    ),
+    pytest.param(
+        Rule(
+            "hybrid-crio",
+            valid={(*CP, "count"): 3, (*CP, "endpoint"): "api.example.com:6443"},
+            breaking={(*CP, "count"): 2},
+            path=CP,
+            fragments=("odd",),
+            value=2,
+        ),
+        id="provisioned-control-plane-odd-count",
+    ),
+    pytest.param(
+        Rule("onprem-kubeadm", breaking={CP: DELETE}, path=CP, fragments=("hosts", "instance_type")),
+        id="kubeadm-needs-control-plane",
+    ),
     # GPU of AWS pools comes from the instance type
-    pytest.param(Rule("eks-t4", valid={(*P0, "gpu"): {"model": "T4", "count": 1}},
-                      breaking={(*P0, "gpu", "model"): "A10G"},
-                      path=(*P0, "gpu", "model"), fragments=("T4",), value="A10G"),
-                 id="aws-gpu-model-matches-instance-type"),
-    pytest.param(Rule("eks-t4", valid={(*P0, "gpu"): {"model": "T4", "count": 1}},
-                      breaking={(*P0, "gpu", "count"): 4},
-                      path=(*P0, "gpu", "count"), fragments=("g4dn.xlarge", "1"), value=4),
-                 id="aws-gpu-count-matches-instance-type"),
-    pytest.param(Rule("onprem-kubeadm", breaking={(*P0, "gpu"): DELETE},
-                      path=(*P0, "hosts", 0, "gpus"), fragments=("gpu",)),
-                 id="onprem-hosts-need-gpus"),
+    pytest.param(
+        Rule(
+            "eks-t4",
+            valid={(*P0, "gpu"): {"model": "T4", "count": 1}},
+            breaking={(*P0, "gpu", "model"): "A10G"},
+            path=(*P0, "gpu", "model"),
+            fragments=("T4",),
+            value="A10G",
+        ),
+        id="aws-gpu-model-matches-instance-type",
+    ),
+    pytest.param(
+        Rule(
+            "eks-t4",
+            valid={(*P0, "gpu"): {"model": "T4", "count": 1}},
+            breaking={(*P0, "gpu", "count"): 4},
+            path=(*P0, "gpu", "count"),
+            fragments=("g4dn.xlarge", "1"),
+            value=4,
+        ),
+        id="aws-gpu-count-matches-instance-type",
+    ),
+    pytest.param(
+        Rule("onprem-kubeadm", breaking={(*P0, "gpu"): DELETE}, path=(*P0, "hosts", 0, "gpus"), fragments=("gpu",)),
+        id="onprem-hosts-need-gpus",
+    ),
     # uniqueness
-    pytest.param(Rule("onprem-dgx", breaking={(*P2, "name"): "dgx-train"},
-                      path=("node_pools",), fragments=("unique",), value="dgx-train"),
-                 id="unique-pool-names"),
-    pytest.param(Rule("onprem-dgx", breaking={(*P1, "hosts", 0, "name"): "dgx01"},
-                      path=("node_pools",), fragments=("unique",), value="dgx01"),
-                 id="unique-host-names-across-pools"),
-    pytest.param(Rule("onprem-dgx", breaking={(*P0, "hosts", 1, "name"): "dgx01"},
-                      path=("node_pools",), fragments=("unique",), value="dgx01"),
-                 id="unique-host-names-within-pool"),
-    pytest.param(Rule("onprem-dgx", breaking={(*CP, "hosts", 1, "name"): "master1"},
-                      path=(*CP, "hosts"), fragments=("unique",), value="master1"),
-                 id="unique-control-plane-hosts"),
-    pytest.param(Rule("onprem-k3s",  # the reference runs workloads on its control-plane host, same address
-                      breaking={(*P0, "hosts", 0, "address"): "192.168.10.99"},
-                      path=(*P0, "hosts", 0, "address"), fragments=("192.168.10.20",), value="192.168.10.99"),
-                 id="control-plane-host-in-pool-same-address"),
-    pytest.param(Rule("onprem-dgx", valid={("tenants", 1, "namespace"): "inference"},
-                      breaking={("tenants", 1, "namespace"): "ai-training"},
-                      path=("tenants",), fragments=("unique",), value="ai-training"),
-                 id="unique-tenant-namespaces"),
-    pytest.param(Rule("onprem-dgx", valid={("tenants", 0, "groups"): DELETE, ("tenants", 0, "users"): ["alice"]},
-                      breaking={("tenants", 0, "users"): DELETE},
-                      path=("tenants", 0), fragments=("groups", "users"), value="ai-training"),
-                 id="tenant-needs-groups-or-users"),
-    pytest.param(Rule("onprem-dgx", valid={(*P0, "name"): "default-gpu"}, breaking={(*P0, "name"): "default"},
-                      path=(*P0, "name"), fragments=("another name",), value="default"),
-                 id="pool-not-named-default"),
+    pytest.param(
+        Rule(
+            "onprem-dgx",
+            breaking={(*P2, "name"): "dgx-train"},
+            path=("node_pools",),
+            fragments=("unique",),
+            value="dgx-train",
+        ),
+        id="unique-pool-names",
+    ),
+    pytest.param(
+        Rule(
+            "onprem-dgx",
+            breaking={(*P1, "hosts", 0, "name"): "dgx01"},
+            path=("node_pools",),
+            fragments=("unique",),
+            value="dgx01",
+        ),
+        id="unique-host-names-across-pools",
+    ),
+    pytest.param(
+        Rule(
+            "onprem-dgx",
+            breaking={(*P0, "hosts", 1, "name"): "dgx01"},
+            path=("node_pools",),
+            fragments=("unique",),
+            value="dgx01",
+        ),
+        id="unique-host-names-within-pool",
+    ),
+    pytest.param(
+        Rule(
+            "onprem-dgx",
+            breaking={(*CP, "hosts", 1, "name"): "master1"},
+            path=(*CP, "hosts"),
+            fragments=("unique",),
+            value="master1",
+        ),
+        id="unique-control-plane-hosts",
+    ),
+    pytest.param(
+        Rule(
+            "onprem-k3s",  # the reference runs workloads on its control-plane host, same address
+            breaking={(*P0, "hosts", 0, "address"): "192.168.10.99"},
+            path=(*P0, "hosts", 0, "address"),
+            fragments=("192.168.10.20",),
+            value="192.168.10.99",
+        ),
+        id="control-plane-host-in-pool-same-address",
+    ),
+    pytest.param(
+        Rule(
+            "onprem-dgx",
+            valid={("tenants", 1, "namespace"): "inference"},
+            breaking={("tenants", 1, "namespace"): "ai-training"},
+            path=("tenants",),
+            fragments=("unique",),
+            value="ai-training",
+        ),
+        id="unique-tenant-namespaces",
+    ),
+    pytest.param(
+        Rule(
+            "onprem-dgx",
+            valid={("tenants", 0, "groups"): DELETE, ("tenants", 0, "users"): ["alice"]},
+            breaking={("tenants", 0, "users"): DELETE},
+            path=("tenants", 0),
+            fragments=("groups", "users"),
+            value="ai-training",
+        ),
+        id="tenant-needs-groups-or-users",
+    ),
+    pytest.param(
+        Rule(
+            "onprem-dgx",
+            valid={(*P0, "name"): "default-gpu"},
+            breaking={(*P0, "name"): "default"},
+            path=(*P0, "name"),
+            fragments=("another name",),
+            value="default",
+        ),
+        id="pool-not-named-default",
+    ),
     # catalog keys and field-level checks
-    pytest.param(Rule("eks-t4", breaking={(*P0, "instance_types", 1): "g4dn.huge"},
-                      path=(*P0, "instance_types", 1), fragments=("g4dn.xlarge", "p5.48xlarge"), value="g4dn.huge"),
-                 id="unknown-instance-type"),
-    pytest.param(Rule("hybrid-crio", breaking={(*P0, "instance_types"): ["m6i.xlarge"]},
-                      path=(*P0, "instance_types", 0), fragments=("g6.2xlarge",), value="m6i.xlarge"),
-                 id="instance-type-without-gpu"),
-    pytest.param(Rule("onprem-kubeadm", breaking={(*P0, "gpu", "model"): "A31"},
-                      path=(*P0, "gpu", "model"), fragments=("A30", "H100-80GB", "RTX-5090"), value="A31"),
-                 id="unknown-gpu-model"),
-    pytest.param(Rule("onprem-k3s", breaking={(*P0, "hosts", 0, "gpus", 0, "model"): "RTX-4090"},
-                      path=(*P0, "hosts", 0, "gpus", 0, "model"), fragments=("RTX-5090",), value="RTX-4090"),
-                 id="unknown-host-gpu-model"),
-    pytest.param(Rule("onprem-dgx", breaking={(*P2, "sharing", "replica"): 4},
-                      path=(*P2, "sharing", "replica"), fragments=("unknown field",), value=4),
-                 id="unknown-pool-field"),
-    pytest.param(Rule("eks-t4", breaking={("nodepools",): []},
-                      path=("nodepools",), fragments=("unknown field",)),
-                 id="unknown-top-level-field"),
-    pytest.param(Rule("eks-t4", valid={("kubernetes", "version"): "1.30"},
-                      breaking={("kubernetes", "version"): "1.20"},
-                      path=("kubernetes", "version"), fragments=("1.28", "1.33"), value="1.20"),
-                 id="kubernetes-version-supported"),
-    pytest.param(Rule("eks-t4", valid={("components", "gpu_operator"): "v26.3.0"},
-                      breaking={("components", "gpu_operator"): "latest"},
-                      path=("components", "gpu_operator"), fragments=("exact release", "pin"), value="latest"),
-                 id="component-version-pinned"),
-    pytest.param(Rule("onprem-k3s", breaking={("gpu_stack", "driver_version"): "latest"},
-                      path=("gpu_stack", "driver_version"), fragments=("exact release", "pin"), value="latest"),
-                 id="driver-version-pinned"),
-    pytest.param(Rule("onprem-dgx", breaking={(*P2, "sharing", "mode"): "mps"},
-                      path=(*P2, "sharing", "mode"), fragments=("time-slicing", "mig"), value="mps"),
-                 id="sharing-mode-allowed-values"),
-    pytest.param(Rule("onprem-dgx", breaking={("tenants", 0, "cpu"): "lots"},
-                      path=("tenants", 0, "cpu"), value="lots", fragments=()),
-                 id="tenant-cpu-quantity"),
-    pytest.param(Rule("onprem-kubeadm", breaking={("kubernetes", "pod_cidr"): "10.244.0.0/33"},
-                      path=("kubernetes", "pod_cidr"), fragments=(), value="10.244.0.0/33"),
-                 id="pod-cidr-network"),
-    pytest.param(Rule("eks-t4", breaking={("name",): DELETE},
-                      path=("name",), fragments=("required",), value="<missing>"),
-                 id="name-required"),
+    pytest.param(
+        Rule(
+            "eks-t4",
+            breaking={(*P0, "instance_types", 1): "g4dn.huge"},
+            path=(*P0, "instance_types", 1),
+            fragments=("g4dn.xlarge", "p5.48xlarge"),
+            value="g4dn.huge",
+        ),
+        id="unknown-instance-type",
+    ),
+    pytest.param(
+        Rule(
+            "hybrid-crio",
+            breaking={(*P0, "instance_types"): ["m6i.xlarge"]},
+            path=(*P0, "instance_types", 0),
+            fragments=("g6.2xlarge",),
+            value="m6i.xlarge",
+        ),
+        id="instance-type-without-gpu",
+    ),
+    pytest.param(
+        Rule(
+            "onprem-kubeadm",
+            breaking={(*P0, "gpu", "model"): "A31"},
+            path=(*P0, "gpu", "model"),
+            fragments=("A30", "H100-80GB", "RTX-5090"),
+            value="A31",
+        ),
+        id="unknown-gpu-model",
+    ),
+    pytest.param(
+        Rule(
+            "onprem-k3s",
+            breaking={(*P0, "hosts", 0, "gpus", 0, "model"): "RTX-4090"},
+            path=(*P0, "hosts", 0, "gpus", 0, "model"),
+            fragments=("RTX-5090",),
+            value="RTX-4090",
+        ),
+        id="unknown-host-gpu-model",
+    ),
+    pytest.param(
+        Rule(
+            "onprem-dgx",
+            breaking={(*P2, "sharing", "replica"): 4},
+            path=(*P2, "sharing", "replica"),
+            fragments=("unknown field",),
+            value=4,
+        ),
+        id="unknown-pool-field",
+    ),
+    pytest.param(
+        Rule("eks-t4", breaking={("nodepools",): []}, path=("nodepools",), fragments=("unknown field",)),
+        id="unknown-top-level-field",
+    ),
+    pytest.param(
+        Rule(
+            "eks-t4",
+            valid={("kubernetes", "version"): "1.30"},
+            breaking={("kubernetes", "version"): "1.20"},
+            path=("kubernetes", "version"),
+            fragments=("1.28", "1.33"),
+            value="1.20",
+        ),
+        id="kubernetes-version-supported",
+    ),
+    pytest.param(
+        Rule(
+            "eks-t4",
+            valid={("components", "gpu_operator"): "v26.3.0"},
+            breaking={("components", "gpu_operator"): "latest"},
+            path=("components", "gpu_operator"),
+            fragments=("exact release", "pin"),
+            value="latest",
+        ),
+        id="component-version-pinned",
+    ),
+    pytest.param(
+        Rule(
+            "onprem-k3s",
+            breaking={("gpu_stack", "driver_version"): "latest"},
+            path=("gpu_stack", "driver_version"),
+            fragments=("exact release", "pin"),
+            value="latest",
+        ),
+        id="driver-version-pinned",
+    ),
+    pytest.param(
+        Rule(
+            "onprem-dgx",
+            breaking={(*P2, "sharing", "mode"): "mps"},
+            path=(*P2, "sharing", "mode"),
+            fragments=("time-slicing", "mig"),
+            value="mps",
+        ),
+        id="sharing-mode-allowed-values",
+    ),
+    pytest.param(
+        Rule(
+            "onprem-dgx",
+            breaking={("tenants", 0, "cpu"): "lots"},
+            path=("tenants", 0, "cpu"),
+            value="lots",
+            fragments=(),
+        ),
+        id="tenant-cpu-quantity",
+    ),
+    pytest.param(
+        Rule(
+            "onprem-kubeadm",
+            breaking={("kubernetes", "pod_cidr"): "10.244.0.0/33"},
+            path=("kubernetes", "pod_cidr"),
+            fragments=(),
+            value="10.244.0.0/33",
+        ),
+        id="pod-cidr-network",
+    ),
+    pytest.param(
+        Rule("eks-t4", breaking={("name",): DELETE}, path=("name",), fragments=("required",), value="<missing>"),
+        id="name-required",
+    ),
 ]
 
 
@@ -446,8 +805,12 @@ def test_mig_single_profile_fills_the_gpu(load_raw):
     ("stack", "changes", "path_text", "found"),
     [
         ("onprem-dgx", {(*P2, "sharing", "replicas"): 1}, "gpucluster:cluster.node_pools[2].sharing.replicas", "1"),
-        ("eks-t4", {(*P0, "instance_types", 1): "g9.weird"}, "gpucluster:cluster.node_pools[0].instance_types[1]",
-         "'g9.weird'"),
+        (
+            "eks-t4",
+            {(*P0, "instance_types", 1): "g9.weird"},
+            "gpucluster:cluster.node_pools[0].instance_types[1]",
+            "'g9.weird'",
+        ),
         ("eks-t4", {("kubernetes", "version"): "1.20"}, "gpucluster:cluster.kubernetes.version", "'1.20'"),
     ],
 )
@@ -466,23 +829,29 @@ def test_error_describes_source_path_and_value(load_raw, stack, changes, path_te
 
 
 def test_all_rule_violations_are_reported_together(load_raw):
-    raw = apply(load_raw("onprem-dgx"), {
-        (*P2, "sharing", "replicas"): 1,
-        (*P1, "name"): "default",
-        ("tenants", 0, "groups"): DELETE,
-        (*CP, "endpoint"): DELETE,
-    })
+    raw = apply(
+        load_raw("onprem-dgx"),
+        {
+            (*P2, "sharing", "replicas"): 1,
+            (*P1, "name"): "default",
+            ("tenants", 0, "groups"): DELETE,
+            (*CP, "endpoint"): DELETE,
+        },
+    )
     paths = {p.path for p in problems_of(raw)}
     assert {(*P2, "sharing", "replicas"), (*P1, "name"), ("tenants", 0), (*CP, "endpoint")} <= paths
 
 
 def test_all_field_errors_are_reported_together(load_raw):
-    raw = apply(load_raw("eks-t4"), {
-        ("kubernetes", "version"): "1.20",
-        ("tenants", 0, "gpus"): -1,
-        (*P0, "disk_gib"): 5,
-        ("monitoring", "colour"): "blue",
-    })
+    raw = apply(
+        load_raw("eks-t4"),
+        {
+            ("kubernetes", "version"): "1.20",
+            ("tenants", 0, "gpus"): -1,
+            (*P0, "disk_gib"): 5,
+            ("monitoring", "colour"): "blue",
+        },
+    )
     paths = {p.path for p in problems_of(raw)}
     assert {("kubernetes", "version"), ("tenants", 0, "gpus"), (*P0, "disk_gib"), ("monitoring", "colour")} <= paths
 
@@ -601,9 +970,34 @@ GARBAGE = st.one_of(
     st.integers(min_value=-(2**70), max_value=2**70),
     st.floats(allow_nan=True, allow_infinity=True),
     st.text(max_size=20),
-    st.sampled_from(["", "default", "mig", "mixed", "single", "time-slicing", "spot", "efa", "1.33", "1.20",
-                     "g4dn.xlarge", "p5.48xlarge", "A100-80GB", "T4", "1g.5gb", "7g.80gb", "us-east-1a",
-                     "10.0.0.0/8", "192.168.1.11", "master1", "dgx01", "latest", "64Gi", DELETE]),
+    st.sampled_from(
+        [
+            "",
+            "default",
+            "mig",
+            "mixed",
+            "single",
+            "time-slicing",
+            "spot",
+            "efa",
+            "1.33",
+            "1.20",
+            "g4dn.xlarge",
+            "p5.48xlarge",
+            "A100-80GB",
+            "T4",
+            "1g.5gb",
+            "7g.80gb",
+            "us-east-1a",
+            "10.0.0.0/8",
+            "192.168.1.11",
+            "master1",
+            "dgx01",
+            "latest",
+            "64Gi",
+            DELETE,
+        ]
+    ),
     st.lists(st.one_of(st.none(), st.integers(-3, 20), st.text(max_size=8)), max_size=3),
     st.dictionaries(st.text(max_size=8), st.one_of(st.none(), st.integers(-3, 20), st.text(max_size=8)), max_size=3),
 )

@@ -172,7 +172,7 @@ def test_values_files_and_sums_are_not_read_as_objects(tmp_path):
 
 
 def test_unsupported_kubernetes_version_is_refused(tmp_path):
-    with pytest.raises(ValueError, match="1.25 to 1.37, not 1.20"):
+    with pytest.raises(ValueError, match=r"1\.25 to 1\.37, not 1\.20"):
         validate_output(tmp_path, "1.20")
 
 
@@ -414,7 +414,9 @@ def test_workload_selecting_efa_without_requesting_it_fails(tmp_path):
             "template": {
                 "spec": {
                     "restartPolicy": "Never",
-                    "containers": [{"name": "main", "image": "busybox:1.36", "env": [{"name": "FI_PROVIDER", "value": "efa"}]}],
+                    "containers": [
+                        {"name": "main", "image": "busybox:1.36", "env": [{"name": "FI_PROVIDER", "value": "efa"}]}
+                    ],
                 }
             }
         },

@@ -69,7 +69,9 @@ def config_maps(plan: Plan) -> list[dict]:
         config_map(DCGM_METRICS_CONFIG, GPU_OPERATOR_NAMESPACE, {DCGM_METRICS_FILE: dcgm_metrics_csv()}),
     ]
     if plan.uses_mig:
-        objects.append(config_map(MIG_PARTED_CONFIG, GPU_OPERATOR_NAMESPACE, {"config.yaml": to_yaml(mig_parted_config(plan))}))
+        objects.append(
+            config_map(MIG_PARTED_CONFIG, GPU_OPERATOR_NAMESPACE, {"config.yaml": to_yaml(mig_parted_config(plan))})
+        )
     return objects
 
 

@@ -69,6 +69,7 @@ def _aws_lb_controller_values(spec: ClusterSpec) -> dict:
     """The EKS cluster's name and region. The chart also wants ``vpcId`` where pods cannot reach the
     instance metadata service (IMDSv2 with hop limit 1, the secure default); it is a Pulumi output, so
     the Pulumi program adds it."""
+    assert spec.aws is not None, "the spec requires an aws section wherever an ALB or NLB is allowed"
     return {"clusterName": spec.name, "region": spec.aws.region}
 
 

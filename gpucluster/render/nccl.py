@@ -174,7 +174,9 @@ def _effective_env(container: dict, config_maps: dict[str, dict]) -> dict[str, s
     for source in container.get("envFrom", []):
         if "configMapRef" in source:
             prefix = source.get("prefix", "")
-            env.update({prefix + key: value for key, value in config_maps.get(source["configMapRef"]["name"], {}).items()})
+            env.update(
+                {prefix + key: value for key, value in config_maps.get(source["configMapRef"]["name"], {}).items()}
+            )
     for variable in container.get("env", []):
         key_ref = variable.get("valueFrom", {}).get("configMapKeyRef")
         if key_ref:
