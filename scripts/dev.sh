@@ -16,8 +16,13 @@ apt_install() {  # install Debian packages when root and missing; tests that nee
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 }
 
+# Debian packages the tests use (real validators and servers); one a line.
+APT_PACKAGES=(
+    python3-venv
+)
+
 setup() {
-    if ! python3 -m venv --help >/dev/null 2>&1; then apt_install python3-venv; fi
+    apt_install "${APT_PACKAGES[@]}"
     [ -x .venv/bin/python ] || python3 -m venv .venv
     [ -x .venv/bin/uv ] || .venv/bin/python -m pip install -q --disable-pip-version-check uv==0.13.8
     .venv/bin/uv pip install -q --python .venv/bin/python -e '.[test]'
