@@ -10,13 +10,40 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from gpucluster.catalog import catalog
-from gpucluster.spec import GPU_TAINT_KEY, ClusterSpec, NodePool, Taint, mig_layout, pool_gpu_models
+from gpucluster.spec import GPU_TAINT_KEY, ClusterSpec, NodePool, Taint, Tenant, mig_layout, pool_gpu_models
 
 POOL_LABEL = "gpucluster.io/pool"
 DEVICE_PLUGIN_CONFIG_LABEL = "nvidia.com/device-plugin.config"
 MIG_CONFIG_LABEL = "nvidia.com/mig.config"
 MIG_DISABLED = "all-disabled"
 MANAGED_BY = {"app.kubernetes.io/managed-by": "gpucluster"}
+# Extended resources the NVIDIA device plugin advertises (k8s-device-plugin: whole or time-sliced GPUs,
+# time-sliced GPUs under ``renameByDefault``, and MIG devices under the mixed strategy).
+GPU_RESOURCE = "nvidia.com/gpu"
+SHARED_GPU_RESOURCE = "nvidia.com/gpu.shared"
+MIG_RESOURCE_PREFIX = "nvidia.com/mig-"
+
+
+def pool_gpu_resources(pool: NodePool) -> dict[str, int]:
+    """Extended resource names a pool's nodes advertise -> how many one GPU of the pool yields.
+
+    Whole GPUs and MIG ``single`` instances are ``nvidia.com/gpu``; time-slicing multiplies by the
+    replicas and, with ``rename_by_default``, advertises ``nvidia.com/gpu.shared`` instead; MIG ``mixed``
+    advertises one ``nvidia.com/mig-<profile>`` per profile of the layout. Fabric devices (EFA, RDMA) are
+    not GPU resources and are not listed.
+    """
+    sharing = pool.sharing
+    if sharing.mode == "time-slicing":
+        name = SHARED_GPU_RESOURCE if sharing.rename_by_default else GPU_RESOURCE
+        return {name: sharing.replicas or 1}
+    if sharing.mode == "mig":
+        per_gpu: dict[str, int] = {}
+        for model in pool_gpu_models(pool):
+            for profile, count in mig_layout(pool, model).items():
+                name = GPU_RESOURCE if sharing.strategy == "single" else f"{MIG_RESOURCE_PREFIX}{profile}"
+                per_gpu[name] = max(per_gpu.get(name, 0), count)
+        return per_gpu
+    return {GPU_RESOURCE: 1}
 
 
 @dataclass(frozen=True)
@@ -45,6 +72,11 @@ class PoolPlan:
         return self.gpus_per_node * self.max_nodes
 
     @property
+    def gpu_resources(self) -> dict[str, int]:
+        """GPU resource names the pool advertises -> the most of each its nodes can offer together."""
+        return {name: per_gpu * self.max_gpus for name, per_gpu in pool_gpu_resources(self.spec).items()}
+
+    @property
     def max_on_demand_usd_per_hour(self) -> float | None:
         """Upper bound of the pool's hourly cost: every node at the preferred type's on-demand price."""
         if not self.spec.instance_types:
@@ -61,6 +93,18 @@ class Plan:
     def workload_namespaces(self) -> tuple[str, ...]:
         """Where GPU workloads run: the tenants' namespaces, or ``default`` without tenants."""
         return tuple(t.ns for t in self.spec.tenants) or ("default",)
+
+    @property
+    def gpu_resources(self) -> tuple[str, ...]:
+        """Every GPU resource name some pool advertises, ``nvidia.com/gpu`` first, then sorted."""
+        names = {name for pool in self.pools for name in pool.gpu_resources}
+        return tuple(sorted(names, key=lambda name: (name != GPU_RESOURCE, name)))
+
+    def tenant_grants(self, tenant: Tenant) -> dict[str, int]:
+        """GPU resource -> what the tenant may request: ``gpus`` for nvidia.com/gpu, ``resources`` for the
+        rest, 0 for every other resource the cluster advertises (an unquoted resource is unlimited)."""
+        grants = {GPU_RESOURCE: tenant.gpus} | {name: 0 for name in self.gpu_resources if name != GPU_RESOURCE}
+        return grants | tenant.resources
 
     @property
     def uses_mig(self) -> bool:

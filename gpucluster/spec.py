@@ -282,7 +282,14 @@ class ComponentVersions(SpecModel):
 class Tenant(SpecModel):
     name: DnsLabel
     namespace: DnsLabel | None = Field(None, description="Defaults to the tenant name.")
-    gpus: int = Field(ge=0, description="Quota: requests.nvidia.com/gpu.")
+    gpus: int = Field(ge=0, description="Quota: requests.nvidia.com/gpu (whole, MIG single or time-sliced GPUs).")
+    resources: dict[str, Annotated[int, Field(ge=0)]] = Field(
+        default_factory=dict,
+        description=(
+            "Quota for the other GPU resources the cluster advertises, e.g. {'nvidia.com/mig-1g.10gb': 14,"
+            " 'nvidia.com/gpu.shared': 8}. Every GPU resource the tenant is not granted is quoted at 0."
+        ),
+    )
     cpu: Quantity = Field(description="Quota: requests.cpu (limits.cpu is twice this).")
     memory: Quantity = Field(description="Quota: requests.memory (limits.memory is the same).")
     default_cpu: Quantity = Field("1", description="LimitRange: default CPU limit per container.")
@@ -367,6 +374,7 @@ def _rule_violations(spec: ClusterSpec):
     for index, pool in enumerate(spec.node_pools):
         yield from _pool_rules(spec, pool, ("node_pools", index))
     yield from _uniqueness_rules(spec)
+    yield from _tenant_rules(spec)
 
 
 def _platform_rules(spec: ClusterSpec):
@@ -612,6 +620,20 @@ def _uniqueness_rules(spec: ClusterSpec):
             yield Violation(
                 ("tenants", index), tenant.name, "name at least one of 'groups' or 'users' to bind its Role"
             )
+
+
+def _tenant_rules(spec: ClusterSpec):
+    # The plan derives the advertised resource names; imported here as it builds on this module.
+    from gpucluster.plan import GPU_RESOURCE, pool_gpu_resources
+
+    advertised = sorted({name for pool in spec.node_pools for name in pool_gpu_resources(pool)})
+    for index, tenant in enumerate(spec.tenants):
+        for name in tenant.resources:
+            path = ("tenants", index, "resources", name)
+            if name == GPU_RESOURCE:
+                yield Violation(path, name, "grant nvidia.com/gpu with 'gpus'")
+            elif name not in advertised:
+                yield Violation(path, name, f"no pool advertises it; the cluster advertises: {', '.join(advertised)}")
 
 
 # --- derived facts the rules and the renderers share -------------------------------------------------

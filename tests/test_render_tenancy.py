@@ -70,6 +70,40 @@ def test_quota_follows_the_tenant(cpu, limit):
     }
 
 
+@pytest.mark.parametrize("stack", STACKS)
+def test_quota_covers_every_gpu_resource_the_cluster_advertises(stack):
+    plan = make_plan(spec_of(stack))
+    for quota in by_kind(tenant_objects(plan), "ResourceQuota"):
+        quoted = {key.removeprefix("requests.") for key in quota["spec"]["hard"] if key.startswith("requests.")}
+        assert set(plan.gpu_resources) <= quoted, quota["metadata"]["namespace"]
+
+
+def test_mig_slices_are_quoted_zero_unless_granted():
+    tenants = spec_of("eks-h100").model_dump()["tenants"]
+    tenants[1]["resources"] = {"nvidia.com/mig-3g.20gb": 4, "nvidia.com/mig-1g.5gb": 8}
+    quotas = {
+        q["metadata"]["namespace"]: q["spec"]["hard"]
+        for q in by_kind(tenant_objects(make_plan(spec_of("eks-h100", tenants=tenants))), "ResourceQuota")
+    }
+    assert quotas["llm-training"]["requests.nvidia.com/mig-1g.5gb"] == "0"
+    assert quotas["llm-training"]["requests.nvidia.com/mig-3g.20gb"] == "0"
+    assert quotas["research"]["requests.nvidia.com/mig-1g.5gb"] == "8"
+    assert quotas["research"]["requests.nvidia.com/mig-3g.20gb"] == "4"
+    assert quotas["research"]["requests.nvidia.com/gpu"] == "32"
+
+
+def test_renamed_time_sliced_gpus_are_quoted():
+    raw = spec_of("onprem-dgx").model_dump(mode="json")
+    raw["node_pools"][2]["sharing"]["rename_by_default"] = True
+    raw["tenants"][1]["resources"] = {"nvidia.com/gpu.shared": 6}
+    quotas = {
+        q["metadata"]["namespace"]: q["spec"]["hard"]
+        for q in by_kind(tenant_objects(make_plan(ClusterSpec.model_validate(raw))), "ResourceQuota")
+    }
+    assert quotas["ai-training"]["requests.nvidia.com/gpu.shared"] == "0"
+    assert quotas["ai-inference"]["requests.nvidia.com/gpu.shared"] == "6"
+
+
 def test_quota_has_no_limits_for_extended_resources():
     for quota in by_kind(tenant_objects(make_plan(spec_of("eks-h100"))), "ResourceQuota"):
         assert not [key for key in quota["spec"]["hard"] if key.startswith("limits.") and "/" in key]
@@ -117,6 +151,20 @@ def test_role_is_least_privilege():
         assert not any(resource == forbidden for _, resource in granted), forbidden
     assert "*" not in {verb for verbs in granted.values() for verb in verbs}
     assert set(granted[("", "events")]) == {"get", "list", "watch"}
+
+
+def test_role_manages_ingresses_routes_and_autoscalers():
+    [role] = by_kind(tenant_objects(make_plan(spec_of("eks-t4"))), "Role")
+    granted = {
+        (group, resource): set(rule["verbs"])
+        for rule in role["rules"]
+        for group in rule["apiGroups"]
+        for resource in rule["resources"]
+    }
+    manage = {"get", "list", "watch", "create", "update", "patch", "delete"}
+    assert granted[("networking.k8s.io", "ingresses")] == manage
+    assert granted[("gateway.networking.k8s.io", "httproutes")] == manage
+    assert granted[("autoscaling", "horizontalpodautoscalers")] == manage
 
 
 @pytest.mark.parametrize("stack", STACKS)

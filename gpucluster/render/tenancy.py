@@ -31,6 +31,10 @@ _WORKLOAD_RULES = (
     ("", ["events"], _READ),
     ("apps", ["deployments", "statefulsets"], _MANAGE),
     ("batch", ["cronjobs", "jobs"], _MANAGE),
+    # Serving behind the ingress controller or a Gateway, scaled on GPU utilisation (seed 004).
+    ("networking.k8s.io", ["ingresses"], _MANAGE),
+    ("gateway.networking.k8s.io", ["httproutes"], _MANAGE),
+    ("autoscaling", ["horizontalpodautoscalers"], _MANAGE),
 )
 
 _QUANTITY = re.compile(r"^(?P<number>[0-9]+(?:\.[0-9]+)?)(?P<suffix>[A-Za-z]*)$")
@@ -54,19 +58,20 @@ def tenant_objects(plan: Plan) -> list[dict]:
     """Per tenant, in its namespace: ResourceQuota, LimitRange, Role and RoleBinding."""
     objects: list[dict] = []
     for tenant in plan.spec.tenants:
-        objects += [_quota(tenant), _limit_range(tenant), _role(tenant), _role_binding(tenant)]
+        objects += [_quota(plan, tenant), _limit_range(tenant), _role(tenant), _role_binding(tenant)]
     return objects
 
 
-def _quota(tenant: Tenant) -> dict:
+def _quota(plan: Plan, tenant: Tenant) -> dict:
     """GPUs, CPU and memory the namespace may request; CPU may burst to twice its requests.
 
-    Extended resources can only be quoted with the ``requests.`` prefix. MIG slices
-    (``nvidia.com/mig-<profile>``, mixed strategy) and renamed time-sliced GPUs (``nvidia.com/gpu.shared``)
-    are separate resources and stay unquoted.
+    Every GPU resource the cluster advertises gets a line (MIG slices ``nvidia.com/mig-<profile>`` and
+    renamed time-sliced GPUs ``nvidia.com/gpu.shared`` are resources of their own, unlimited when
+    unquoted), 0 where the tenant is granted none. Extended resources can only be quoted with the
+    ``requests.`` prefix.
     """
-    hard = {
-        "requests.nvidia.com/gpu": str(tenant.gpus),
+    hard = {f"requests.{name}": str(count) for name, count in plan.tenant_grants(tenant).items()}
+    hard |= {
         "requests.cpu": tenant.cpu,
         "limits.cpu": double_quantity(tenant.cpu),
         "requests.memory": tenant.memory,

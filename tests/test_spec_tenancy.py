@@ -1,0 +1,65 @@
+"""Spec rules on the tenancy fields: GPU resource grants (and, below, pools, egress, the tenancy mode)."""
+
+from __future__ import annotations
+
+import pytest
+
+from gpucluster.spec import ClusterSpec
+from gpucluster.stackfile import SpecError, parse_spec
+from stacks import spec_of
+
+
+def raw_of(stack: str) -> dict:
+    return spec_of(stack).model_dump(mode="json", exclude_defaults=True)
+
+
+def problems(raw: dict) -> dict[tuple, str]:
+    """Field path -> message of every problem parse_spec reports; empty when the spec is valid."""
+    try:
+        parse_spec(raw, "test.yaml")
+    except SpecError as error:
+        return {p.path: p.message for p in error.problems}
+    return {}
+
+
+def with_tenant(stack: str, index: int = 0, **fields) -> dict:
+    raw = raw_of(stack)
+    raw["tenants"][index].update(fields)
+    return raw
+
+
+def test_grants_for_advertised_gpu_resources_are_accepted():
+    raw = with_tenant("eks-h100", 1, resources={"nvidia.com/mig-1g.5gb": 3})
+    assert problems(raw) == {}
+    assert ClusterSpec.model_validate(raw).tenants[1].resources == {"nvidia.com/mig-1g.5gb": 3}
+
+
+def test_a_grant_for_a_resource_no_pool_advertises_is_refused():
+    raw = with_tenant("eks-h100", 1, resources={"nvidia.com/mig-7g.40gb": 1})
+    found = problems(raw)
+    message = found[("tenants", 1, "resources", "nvidia.com/mig-7g.40gb")]
+    assert "nvidia.com/mig-1g.5gb" in message and "nvidia.com/gpu" in message
+
+
+def test_nvidia_gpu_is_granted_with_gpus_not_resources():
+    found = problems(with_tenant("eks-t4", resources={"nvidia.com/gpu": 2}))
+    assert "'gpus'" in found[("tenants", 0, "resources", "nvidia.com/gpu")]
+
+
+def test_negative_grants_are_refused():
+    found = problems(with_tenant("eks-h100", 1, resources={"nvidia.com/mig-1g.5gb": -1}))
+    assert any(path[:3] == ("tenants", 1, "resources") for path in found)
+
+
+@pytest.mark.parametrize(
+    ("sharing", "advertised"),
+    [
+        ({"mode": "time-slicing", "replicas": 4, "rename_by_default": True}, "nvidia.com/gpu.shared"),
+        ({"mode": "mig", "strategy": "mixed", "layout": {"3g.40gb": 2}}, "nvidia.com/mig-3g.40gb"),
+    ],
+)
+def test_renamed_and_mig_resources_can_be_granted(sharing, advertised):
+    raw = raw_of("onprem-dgx")
+    raw["node_pools"][2]["sharing"] = sharing
+    raw["tenants"][0]["resources"] = {advertised: 2}
+    assert problems(raw) == {}
