@@ -167,6 +167,54 @@ def schema(
     sys.stdout.write(spec_markdown() if markdown else spec_json_schema())
 
 
+backup_app = typer.Typer(
+    help="What the stack's backups produce and how to restore from them.", no_args_is_help=True, rich_markup_mode=None
+)
+app.add_typer(backup_app, name="backup")
+
+
+@backup_app.command("list")
+def backup_list(
+    stack: StackOption,
+    runs: Annotated[int, typer.Option("--runs", min=1, max=20, help="Upcoming runs to show per schedule.")] = 3,
+    stacks_dir: StacksDirOption = None,
+) -> None:
+    """List every backup schedule: when it runs next (UTC), what it keeps and where it writes."""
+    from datetime import UTC, datetime
+
+    from gpucluster.backups import schedules
+
+    loaded = _load(stack, stacks_dir)
+    jobs = schedules(loaded.spec)
+    if not jobs:
+        out.print(f"{loaded.name}: no backups configured (see the 'backups' section of the spec)")
+        return
+    now = datetime.now(UTC).replace(second=0, microsecond=0)
+    table = Table("backup", "schedule", f"next {runs} runs (UTC)", "kept", title=loaded.name)
+    table.add_column("destination", overflow="fold")
+    for job in jobs:
+        upcoming = "\n".join(run.strftime("%Y-%m-%d %H:%M") for run in job.next_runs(runs, now))
+        table.add_row(job.name, job.schedule, upcoming, job.retention, job.destination)
+    out.print(table)
+
+
+@backup_app.command("restore")
+def backup_restore(stack: StackOption, stacks_dir: StacksDirOption = None) -> None:
+    """Print the stack's restore procedure: ordered steps, where each runs, the exact commands."""
+    from gpucluster.backups import restore_procedure
+
+    loaded = _load(stack, stacks_dir)
+    steps = restore_procedure(loaded.spec)
+    if not steps:
+        out.print(f"{loaded.name}: nothing to restore from (no backups configured)")
+        return
+    for number, step in enumerate(steps, 1):
+        out.print(f"{number}. {step.title}", style="bold", highlight=False, markup=False)
+        out.print(f"   on: {step.where}", highlight=False, markup=False)
+        for command in step.commands:
+            out.print(f"   $ {command}", highlight=False, markup=False, soft_wrap=True)
+
+
 def _render_files(spec) -> dict[str, bytes]:
     from gpucluster.render import render as render_bundle
 

@@ -83,6 +83,7 @@ GPU_TAINT_KEY = "nvidia.com/gpu"
 RESERVED_POOL_NAME = "default"
 GPU_OPERATOR_NAMESPACE = "gpu-operator"
 MONITORING_NAMESPACE = "monitoring"
+VELERO_NAMESPACE = "velero"
 INGRESS_NAMESPACE = "ingress-nginx"
 # Namespaces gpucluster or Kubernetes own; a tenant's default-deny policies must never land in them.
 SYSTEM_NAMESPACES = (
@@ -92,6 +93,7 @@ SYSTEM_NAMESPACES = (
     GPU_OPERATOR_NAMESPACE,
     INGRESS_NAMESPACE,
     MONITORING_NAMESPACE,
+    VELERO_NAMESPACE,
 )
 
 
@@ -231,6 +233,11 @@ class KubernetesSpec(SpecModel):
     pod_cidr: Cidr = Field(IPv4Network("10.244.0.0/16"), description="Pod network (kubeadm/k3s).")
     service_cidr: Cidr = Field(IPv4Network("10.96.0.0/12"), description="Service network; must not overlap pods.")
     control_plane: ControlPlane | None = Field(None, description="kubeadm/k3s only.")
+    datastore: Literal["sqlite", "etcd"] | None = Field(
+        None,
+        description="k3s only: 'sqlite' (one server) or embedded 'etcd' (cluster-init; needed for several servers "
+        "and for etcd snapshots). Default: sqlite with one server, etcd with more. kubeadm always runs etcd.",
+    )
 
     @field_validator("version", mode="before")
     @classmethod
@@ -327,10 +334,123 @@ class AutoscalingSpec(SpecModel):
     cluster_autoscaler: bool = Field(False, description="Scale AWS node pools between min and max.")
 
 
+# Macros Kubernetes CronJobs and Velero schedules both accept besides five cron fields.
+CRON_MACROS = ("@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly")
+
+
+def _cron(value: Any) -> Any:
+    from croniter import croniter  # imported on use: the spec module stays light
+
+    if not isinstance(value, str):
+        raise ValueError("quote the schedule, e.g. '0 2 * * *'")
+    fields = value.split()
+    if not (value in CRON_MACROS or (len(fields) == 5 and croniter.is_valid(value))):
+        raise ValueError(
+            f"{_cut(value)!r} is not a cron schedule: five fields 'minute hour day-of-month month day-of-week'"
+            f" (e.g. '0 2 * * *' is daily at 02:00) or one of {', '.join(CRON_MACROS)}"
+        )
+    return value
+
+
+def _cut(value: str, limit: int = 60) -> str:
+    return value if len(value) <= limit else value[: limit - 3] + "..."
+
+
+CronSchedule = Annotated[
+    str,
+    BeforeValidator(_cron),
+    Field(description="Five cron fields 'minute hour day-of-month month day-of-week' (UTC), or @daily etc."),
+]
+_BUCKET_NAME = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+_BUCKET_RESERVED_PREFIXES = ("xn--", "sthree-", "amzn-s3-demo-")
+_BUCKET_RESERVED_SUFFIXES = ("-s3alias", "--ol-s3", ".mrap", "--x-s3", "--table-s3")
+
+
+def _bucket_name(value: str) -> str:
+    """The S3 general purpose bucket naming rules, so a bad name fails here and not halfway through ``pulumi up``."""
+    rule = (
+        "an S3 bucket name: 3-63 characters of lower-case letters, digits, '.' and '-', starting and ending with a"
+        " letter or digit, no '..', not an IP address, not starting with xn--, sthree- or amzn-s3-demo-, not ending"
+        " with -s3alias, --ol-s3, .mrap, --x-s3 or --table-s3"
+    )
+    reserved = value.startswith(_BUCKET_RESERVED_PREFIXES) or value.endswith(_BUCKET_RESERVED_SUFFIXES)
+    looks_like_ip = re.fullmatch(r"[0-9]+(\.[0-9]+){3}", value) is not None
+    if not _BUCKET_NAME.match(value) or ".." in value or reserved or looks_like_ip:
+        raise ValueError(f"{_cut(value)!r} is not {rule}")
+    return value
+
+
+BucketName = Annotated[str, AfterValidator(_bucket_name)]
+AbsolutePath = Annotated[
+    str,
+    StringConstraints(pattern=r"^/[A-Za-z0-9._/-]*$", max_length=255),
+    Field(description="An absolute path on the host of letters, digits, '.', '_', '-' and '/'."),
+]
+
+
+class RetentionTier(SpecModel):
+    """One Velero schedule: when it runs and how long its backups are kept."""
+
+    name: DnsLabel = Field(description="Tier name; the Velero Schedule is named velero-<name>.")
+    schedule: CronSchedule
+    keep_days: int = Field(ge=1, le=3650, description="Days each backup of this tier is kept (its TTL).")
+
+
+# Seed 000's retention: daily kept 30 days, weekly 12 weeks, monthly 12 months, yearly 5 years.
+DEFAULT_RETENTION_TIERS = (
+    RetentionTier(name="daily", schedule="0 2 * * *", keep_days=30),
+    RetentionTier(name="weekly", schedule="0 3 * * 0", keep_days=12 * 7),
+    RetentionTier(name="monthly", schedule="0 4 1 * *", keep_days=365),
+    RetentionTier(name="yearly", schedule="0 5 1 1 *", keep_days=5 * 365),
+)
+
+
+class VeleroSpec(SpecModel):
+    """Kubernetes objects and volumes backed up by Velero to S3 (AWS) or an S3-compatible store (on-prem)."""
+
+    enabled: bool = Field(False, description="Install Velero and its schedules.")
+    bucket: BucketName | None = Field(None, description="Bucket for the backups (required when enabled).")
+    prefix: str | None = Field(
+        None, pattern=r"^[A-Za-z0-9][A-Za-z0-9._/-]*$", description="Folder in the bucket (default: the cluster name)."
+    )
+    region: str | None = Field(None, description="Bucket region (default: aws.region; 'minio' style names on-prem).")
+    s3_url: str | None = Field(
+        None,
+        pattern=r"^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?(/.*)?$",
+        description="S3-compatible endpoint such as MinIO (on-prem; required there).",
+    )
+    credentials_secret: DnsLabel | None = Field(
+        None,
+        description="Secret in the velero namespace whose key 'cloud' holds an AWS-style credentials file "
+        "(on-prem; EKS uses an IAM role for the service account instead).",
+    )
+    tiers: list[RetentionTier] = Field(
+        default_factory=lambda: list(DEFAULT_RETENTION_TIERS),
+        min_length=1,
+        description="Schedules with their retention (default: daily 30 d, weekly 12 w, monthly 12 mo, yearly 5 y).",
+    )
+    included_namespaces: list[DnsLabel] = Field(default_factory=list, description="Namespaces to back up (empty: all).")
+    excluded_namespaces: list[DnsLabel] = Field(default_factory=list, description="Namespaces to leave out.")
+    snapshot_volumes: bool = Field(True, description="Snapshot persistent volumes (EBS snapshots on AWS).")
+    file_system_backup: bool = Field(
+        False, description="Copy volume contents with Velero's node agent (for volumes without CSI snapshots)."
+    )
+
+
+class EtcdBackupSpec(SpecModel):
+    """etcd snapshots on the control plane: a CronJob on kubeadm, k3s's own snapshotter with embedded etcd."""
+
+    enabled: bool = Field(False, description="Snapshot etcd (kubeadm, or k3s with datastore 'etcd').")
+    schedule: CronSchedule = Field("0 */6 * * *", description="When to snapshot (default every 6 hours).")
+    keep: int = Field(28, ge=1, le=1000, description="Snapshots kept on each control-plane node (newest first).")
+    directory: AbsolutePath = Field("/var/backups/etcd", description="Host directory for snapshots (kubeadm).")
+    compress: bool = Field(True, description="gzip each snapshot (kubeadm: .db.gz; k3s: its own compression).")
+    upload: bool = Field(False, description="Also copy snapshots to the Velero bucket under etcd/<cluster>/.")
+
+
 class BackupSpec(SpecModel):
-    velero: bool = Field(False, description="Back up Kubernetes objects and volumes with Velero.")
-    etcd_snapshots: bool = Field(False, description="Snapshot etcd on the control plane (kubeadm/k3s).")
-    schedule: str = Field("0 2 * * *", description="Cron schedule for backups.")
+    velero: VeleroSpec = Field(VeleroSpec(), description="Velero: objects and volumes, retention tiers.")
+    etcd: EtcdBackupSpec = Field(EtcdBackupSpec(), description="etcd snapshots of the control plane.")
 
 
 # --- the spec ---------------------------------------------------------------------------------------
@@ -375,6 +495,8 @@ def _rule_violations(spec: ClusterSpec):
         yield from _pool_rules(spec, pool, ("node_pools", index))
     yield from _uniqueness_rules(spec)
     yield from _tenant_rules(spec)
+    yield from _datastore_rules(spec)
+    yield from _backup_rules(spec)
 
 
 def _platform_rules(spec: ClusterSpec):
@@ -660,3 +782,68 @@ def mig_layout(pool: NodePool, model: str) -> dict[str, int]:
             return {sharing.profile: 1}
         return {sharing.profile: min(profile.max_instances, mig.compute_slices // profile.compute)}
     return {}
+
+
+def k3s_servers(spec: ClusterSpec) -> int:
+    """How many k3s servers the control plane has (listed hosts or provisioned machines)."""
+    control_plane = spec.kubernetes.control_plane
+    if control_plane is None:
+        return 0
+    return len(control_plane.hosts) or (control_plane.count if control_plane.instance_type else 0)
+
+
+def datastore(spec: ClusterSpec) -> str | None:
+    """Where the cluster state lives: 'etcd' (kubeadm, k3s with embedded etcd), 'sqlite' (one k3s server),
+    or None on EKS, which keeps (and backs up) its own etcd."""
+    distribution = spec.kubernetes.distribution
+    if distribution == "eks":
+        return None
+    if distribution == "kubeadm":
+        return "etcd"
+    return spec.kubernetes.datastore or ("etcd" if k3s_servers(spec) > 1 else "sqlite")
+
+
+def _datastore_rules(spec: ClusterSpec):
+    path = ("kubernetes", "datastore")
+    chosen = spec.kubernetes.datastore
+    if chosen is not None and spec.kubernetes.distribution != "k3s":
+        yield Violation(path, chosen, "only k3s has a datastore choice (kubeadm runs etcd, EKS its own); remove it")
+    elif chosen == "sqlite" and k3s_servers(spec) > 1:
+        message = f"{k3s_servers(spec)} k3s servers share state only through embedded etcd; use 'etcd'"
+        yield Violation(path, chosen, message)
+
+
+def _backup_rules(spec: ClusterSpec):
+    velero, etcd = spec.backups.velero, spec.backups.etcd
+    vpath, epath = ("backups", "velero"), ("backups", "etcd")
+    if velero.enabled:
+        if velero.bucket is None:
+            yield Violation((*vpath, "bucket"), None, "Velero needs the bucket its backups go to")
+        if spec.kubernetes.distribution != "eks" and velero.credentials_secret is None:
+            message = "outside EKS Velero reads its S3 credentials from a Secret: name it (key 'cloud')"
+            yield Violation((*vpath, "credentials_secret"), None, message)
+        if spec.platform == "onprem":
+            if velero.s3_url is None:
+                yield Violation((*vpath, "s3_url"), None, "on-prem backups need an S3-compatible endpoint (MinIO, ...)")
+            if velero.region is None:
+                message = "S3-compatible stores still need a region name (MinIO accepts any, e.g. 'minio')"
+                yield Violation((*vpath, "region"), None, message)
+    for name in sorted({t.name for t in velero.tiers if [u.name for u in velero.tiers].count(t.name) > 1}):
+        yield Violation((*vpath, "tiers"), name, "tier names must be unique (each becomes a Velero Schedule)")
+    for name in sorted(set(velero.included_namespaces) & set(velero.excluded_namespaces)):
+        yield Violation((*vpath, "excluded_namespaces"), name, "also in included_namespaces; keep it in one list")
+    if not spec.backups.etcd.enabled:
+        return
+    store = datastore(spec)
+    if store is None:
+        yield Violation((*epath, "enabled"), True, "EKS runs and backs up its own etcd; turn etcd backups off")
+    elif store == "sqlite":
+        message = (
+            "this k3s server keeps its state in SQLite, which has no etcd to snapshot; set kubernetes.datastore "
+            "'etcd' (k3s cluster-init) to take etcd snapshots"
+        )
+        yield Violation((*epath, "enabled"), True, message)
+    if etcd.upload and not (velero.enabled and velero.bucket):
+        yield Violation(
+            (*epath, "upload"), True, "uploads go to the Velero bucket: enable backups.velero with a bucket"
+        )

@@ -19,6 +19,8 @@ apt_install() {  # install Debian packages when root and missing; tests that nee
 # Debian packages the tests use (real validators and servers); one a line.
 APT_PACKAGES=(
     python3-venv
+    etcd-server  # real etcd for the snapshot/restore test
+    etcd-client
 )
 
 setup() {

@@ -400,7 +400,13 @@ def valid_specs(draw, platforms: tuple[str, ...] = PLATFORMS) -> dict:
         raw,
         "backups",
         st.fixed_dictionaries(
-            {"velero": st.booleans(), "etcd_snapshots": st.booleans()}, optional={"schedule": st.just("30 3 * * 0")}
+            {},
+            optional={
+                "etcd": st.fixed_dictionaries(
+                    {"enabled": st.just(False)},
+                    optional={"schedule": st.sampled_from(["30 3 * * 0", "@daily", "*/15 * * * *"])},
+                )
+            },
         ),
     )
     return raw

@@ -7,7 +7,7 @@ group of objects goes to (``NN-`` prefixes give the ``kubectl apply`` order).
 from __future__ import annotations
 
 from gpucluster.plan import make_plan
-from gpucluster.render import gpu, ingress, namespaces, nccl, tenancy
+from gpucluster.render import backups, gpu, ingress, namespaces, nccl, tenancy
 from gpucluster.render.bundle import Bundle
 from gpucluster.spec import ClusterSpec
 
@@ -23,7 +23,8 @@ def render(spec: ClusterSpec) -> Bundle:
             "40-disruption-budgets": tenancy.disruption_budgets(plan),
             "50-nccl": nccl.nccl_config_maps(plan),
             "60-ingress": ingress.alb_ingress(plan),
+            "70-backups": backups.etcd_snapshot_objects(plan),
         },
-        releases=[gpu.operator_release(plan), *ingress.ingress_releases(plan)],
+        releases=[gpu.operator_release(plan), *ingress.ingress_releases(plan), *backups.velero_release(plan)],
         examples={"nccl-test": nccl.nccl_test_example(plan)},
     )

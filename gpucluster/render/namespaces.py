@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from gpucluster.plan import Plan
 from gpucluster.render.k8s import k8s_object
-from gpucluster.spec import GPU_OPERATOR_NAMESPACE, INGRESS_NAMESPACE
+from gpucluster.spec import GPU_OPERATOR_NAMESPACE, INGRESS_NAMESPACE, VELERO_NAMESPACE
 
 TENANT_LABEL = "gpucluster.io/tenant"
 
@@ -24,5 +24,9 @@ def namespaces(plan: Plan) -> list[dict]:
     objects = [_namespace(GPU_OPERATOR_NAMESPACE, "privileged")]
     if plan.spec.ingress.controller == "nginx":
         objects.append(_namespace(INGRESS_NAMESPACE, "baseline"))
+    velero = plan.spec.backups.velero
+    if velero.enabled:
+        # The node agent reads volumes through host paths, which only "privileged" admits.
+        objects.append(_namespace(VELERO_NAMESPACE, "privileged" if velero.file_system_backup else "baseline"))
     objects += [_namespace(t.ns, "baseline", {TENANT_LABEL: t.name}) for t in plan.spec.tenants]
     return objects
