@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
+from decimal import Decimal
 from ipaddress import IPv4Network, ip_address
 from typing import Annotated, Any, Literal
 
@@ -21,25 +23,90 @@ from pydantic import (
     ConfigDict,
     Field,
     StringConstraints,
+    ValidationError,
+    ValidatorFunctionWrapHandler,
+    WrapValidator,
     field_validator,
     model_validator,
 )
+from pydantic_core import PydanticCustomError
 
 from gpucluster.catalog import catalog
 
 # Kubernetes minor versions gpucluster supports: the range kubernetes-validate ships schemas for.
 SUPPORTED_KUBERNETES_VERSIONS = tuple(f"1.{minor}" for minor in range(28, 38))
 
+
+def _described(rule: str, fits: Callable[[str], bool] | None = None) -> WrapValidator:
+    """Report a string that breaks its format (pattern, length, ``fits``) as the rule, not a regular expression."""
+
+    def check(value: Any, handler: ValidatorFunctionWrapHandler) -> str:
+        try:
+            text = handler(value)
+        except ValidationError as error:
+            if all(e["type"] in ("string_pattern_mismatch", "string_too_long") for e in error.errors()):
+                raise PydanticCustomError("text_format", "must be {rule}", {"rule": rule}) from None
+            raise
+        if fits is not None and not fits(text):
+            raise PydanticCustomError("text_format", "must be {rule}", {"rule": rule})
+        return text
+
+    return WrapValidator(check)
+
+
+def _sentence(rule: str) -> str:
+    return f"{rule[0].upper()}{rule[1:]}."
+
+
+_DNS_LABEL_RULE = (
+    "a DNS-1123 label: lower-case letters, digits and '-', starting and ending with a letter or digit, "
+    "at most 63 characters"
+)
 DnsLabel = Annotated[
     str,
     StringConstraints(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length=63),
-    Field(description="A DNS-1123 label: lower-case letters, digits and '-', at most 63 characters."),
+    _described(_DNS_LABEL_RULE),
+    Field(description=_sentence(_DNS_LABEL_RULE)),
 ]
+_QUANTITY_SUFFIXES = {
+    "": 0,
+    "m": -3,
+    "k": 3,
+    "M": 6,
+    "G": 9,
+    "T": 12,
+    "P": 15,
+    "E": 18,
+    "Ki": 10,
+    "Mi": 20,
+    "Gi": 30,
+    "Ti": 40,
+    "Pi": 50,
+    "Ei": 60,
+}
+_QUANTITY = re.compile(r"^([0-9]+(\.[0-9]+)?)(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$")
+_QUANTITY_RULE = (
+    "a Kubernetes quantity: a number with an optional suffix (m, k, M, G, T, P, E or Ki, Mi, Gi, Ti, Pi, Ei), "
+    "such as '64', '500m', '256Gi'"
+)
 Quantity = Annotated[
     str,
-    StringConstraints(pattern=r"^([0-9]+(\.[0-9]+)?)(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$"),
-    Field(description="A Kubernetes quantity such as '64', '500m', '256Gi'."),
+    StringConstraints(pattern=_QUANTITY.pattern),
+    _described(_QUANTITY_RULE),
+    Field(description=_sentence(_QUANTITY_RULE)),
 ]
+
+
+def quantity_value(quantity: str) -> Decimal:
+    """The exact amount a Kubernetes quantity stands for: '500m' -> 0.5, '2Ki' -> 2048."""
+    match = _QUANTITY.match(quantity)
+    if match is None:
+        raise ValueError(f"{quantity!r} is not a Kubernetes quantity")
+    number, suffix = Decimal(match[1]), match[3] or ""
+    exponent = _QUANTITY_SUFFIXES[suffix]
+    return number * (Decimal(2) ** exponent if suffix.endswith("i") else Decimal(10) ** exponent)
+
+
 _EXACT_VERSION = re.compile(r"^v?[0-9]+\.[0-9]+\.[0-9]+[-+.A-Za-z0-9]*$")
 
 
@@ -75,9 +142,52 @@ def _address(value: str) -> str:
 
 
 Address = Annotated[str, AfterValidator(_address)]
-Ec2InstanceType = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9-]*\.[a-z0-9]+$")]
-LabelKey = Annotated[str, StringConstraints(pattern=r"^([a-z0-9.-]+/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")]
-LabelValue = Annotated[str, StringConstraints(pattern=r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$", max_length=63)]
+_EC2_INSTANCE_TYPE_RULE = "an EC2 instance type: family and size in lower case, such as 'm6i.xlarge'"
+Ec2InstanceType = Annotated[
+    str,
+    StringConstraints(pattern=r"^[a-z][a-z0-9-]*\.[a-z0-9]+$"),
+    _described(_EC2_INSTANCE_TYPE_RULE),
+    Field(description=_sentence(_EC2_INSTANCE_TYPE_RULE)),
+]
+_REGION_RULE = "an AWS region such as 'us-east-1' or 'us-gov-west-1'"
+Region = Annotated[
+    str,
+    StringConstraints(pattern=r"^[a-z]{2}(-gov)?-[a-z]+-[0-9]$"),
+    _described(_REGION_RULE),
+    Field(description=_sentence(_REGION_RULE)),
+]
+_LABEL_NAME = r"[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?"
+_DNS_SUBDOMAIN = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*"
+LABEL_PREFIX_MAX, LABEL_NAME_MAX = 253, 63
+_LABEL_KEY_RULE = (
+    "a label key: an optional prefix (a DNS subdomain of at most 253 characters: lower-case letters, digits, "
+    "'-' and '.') and '/', then a name of at most 63 characters: letters, digits, '-', '_' and '.', "
+    "starting and ending with a letter or digit"
+)
+_LABEL_VALUE_RULE = (
+    "a label value: empty, or at most 63 letters, digits, '-', '_' and '.', starting and ending with a letter or digit"
+)
+
+
+def _label_key_fits(key: str) -> bool:
+    prefix, _, name = key.rpartition("/")
+    return len(prefix) <= LABEL_PREFIX_MAX and len(name) <= LABEL_NAME_MAX
+
+
+LabelKey = Annotated[
+    str,
+    StringConstraints(
+        pattern=rf"^({_DNS_SUBDOMAIN}/)?{_LABEL_NAME}$", max_length=LABEL_PREFIX_MAX + 1 + LABEL_NAME_MAX
+    ),
+    _described(_LABEL_KEY_RULE, _label_key_fits),
+    Field(description=_sentence(_LABEL_KEY_RULE)),
+]
+LabelValue = Annotated[
+    str,
+    StringConstraints(pattern=rf"^({_LABEL_NAME})?$", max_length=LABEL_NAME_MAX),
+    _described(_LABEL_VALUE_RULE),
+    Field(description=_sentence(_LABEL_VALUE_RULE)),
+]
 
 GPU_TAINT_KEY = "nvidia.com/gpu"
 RESERVED_POOL_NAME = "default"
@@ -310,7 +420,7 @@ class Tenant(SpecModel):
 
 
 class AwsSpec(SpecModel):
-    region: str = Field(pattern=r"^[a-z]{2}(-gov)?-[a-z]+-[0-9]$", description="AWS region; matches aws:region.")
+    region: Region = Field(description="AWS region; matches aws:region.")
     availability_zones: list[str] = Field(min_length=2, description="At least two, as EKS requires.")
     vpc_cidr: Cidr = Field(IPv4Network("10.0.0.0/16"), description="VPC address range.")
 

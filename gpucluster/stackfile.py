@@ -13,6 +13,7 @@ from typing import Any, get_args
 
 import yaml
 from pydantic import BaseModel, ValidationError
+from pydantic.fields import FieldInfo
 
 from gpucluster.spec import ClusterSpec, RuleViolations, Violation
 
@@ -29,11 +30,26 @@ class SpecError(Exception):
         self.problems = problems
         super().__init__(self.describe())
 
+    @classmethod
+    def in_file(cls, source: str, message: str) -> SpecError:
+        """A problem with the file itself (missing, unreadable, not YAML, no cluster spec), not a field in it."""
+        return cls(source, [Violation((), _FILE, message)])
+
     def describe(self) -> str:
+        if all(problem.value is _FILE for problem in self.problems):
+            return "\n".join(f"{self.source}: {problem.message}" for problem in self.problems)
         lines = [f"{self.source}: {len(self.problems)} problem(s) in the cluster spec"]
         for problem in self.problems:
             lines.append(f"  {format_path(problem.path)}: {problem.message} (found: {_short(problem.value)})")
         return "\n".join(lines)
+
+
+class _FileLevel:
+    def __repr__(self) -> str:
+        return "<file>"
+
+
+_FILE = _FileLevel()  # the value of a problem with the file rather than with one of its fields
 
 
 @dataclass(frozen=True)
@@ -92,27 +108,46 @@ def load_stack(ref: str, stacks_dir: Path | None = None) -> Stack:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         known = ", ".join(stack_name(p) for p in list_stacks(stacks_dir)) or "none"
-        raise SpecError(source, [Violation((), ref, f"no such stack file; known stacks: {known}")]) from None
+        raise SpecError.in_file(source, f"no such stack file; known stacks: {known}") from None
+    except IsADirectoryError:
+        raise SpecError.in_file(source, "a directory, not a stack file") from None
     except OSError as error:
-        raise SpecError(source, [Violation((), ref, f"cannot read: {error.strerror}")]) from None
+        raise SpecError.in_file(source, f"cannot read the file: {error.strerror}") from None
     except UnicodeDecodeError as error:
-        raise SpecError(source, [Violation((), ref, f"not UTF-8 text (byte {error.start})")]) from None
+        raise SpecError.in_file(source, f"not UTF-8 text: byte {error.start} cannot be decoded") from None
     try:
         document = yaml.safe_load(text)
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise SpecError(
-            source, [Violation((), "<yaml>", f"not valid YAML{where}: {getattr(error, 'problem', error)}")]
-        ) from None
+        raise SpecError.in_file(source, f"not valid YAML{where}: {getattr(error, 'problem', error)}") from None
     config = document.get("config") if isinstance(document, dict) else None
     if not isinstance(config, dict) or CONFIG_KEY not in config:
-        raise SpecError(
-            source, [Violation((), None, f"the file needs 'config: {CONFIG_KEY}:' holding the cluster spec")]
-        )
+        raise SpecError.in_file(source, _missing_spec(document))
     spec = parse_spec(config[CONFIG_KEY], source)
     check_provider_region(spec, config.get(AWS_REGION_KEY), source)
     return Stack(name=stack_name(path), path=path, spec=spec, warnings=spec_warnings(spec))
+
+
+def _missing_spec(document: Any) -> str:
+    """Why a parsed stack file holds no cluster spec, and what it needs."""
+    needed = f"a stack file needs 'config:' with a '{CONFIG_KEY}:' mapping holding the cluster spec"
+    if document is None:
+        return f"the file is empty; {needed}"
+    if not isinstance(document, dict):
+        return f"the file holds {_yaml_kind(document)}, not a mapping; {needed}"
+    config = document.get("config")
+    if config is None:
+        return f"no 'config:' section (top-level keys: {', '.join(map(str, document)) or 'none'}); {needed}"
+    if not isinstance(config, dict):
+        return f"'config:' holds {_yaml_kind(config)}, not a mapping; {needed}"
+    guess = difflib.get_close_matches(CONFIG_KEY, [str(key) for key in config], n=1)
+    hint = f" (did you mean {guess[0]!r}?)" if guess else ""
+    return f"no '{CONFIG_KEY}' key under 'config:'{hint}; {needed}"
+
+
+def _yaml_kind(value: Any) -> str:
+    return "a list" if isinstance(value, list) else f"the scalar {_short(value)}"
 
 
 def check_provider_region(spec: ClusterSpec, provider_region: Any, source: str) -> None:
@@ -141,32 +176,56 @@ def _violations(error: ValidationError) -> list[Violation]:
             loc = tuple(item["loc"])
             problems.extend(Violation(loc + v.path, v.value, v.message) for v in cause.violations)
             continue
-        message = item["msg"].removeprefix("Value error, ")
-        if item["type"] == "literal_error":
+        loc, message = tuple(item["loc"]), item["msg"].removeprefix("Value error, ")
+        if loc and loc[-1] == "[key]":  # a mapping key, e.g. of node labels
+            loc, message = loc[:-1], f"the key {message}"
+        if item["type"] in ("string_pattern_mismatch", "string_too_long"):
+            # a constrained field without a described rule: say what the field holds, never the regex
+            described = _field_at(loc)
+            rule = described.description if described and described.description else "the field's format"
+            message = f"does not match {rule.rstrip('.')}"
+            if item["type"] == "string_too_long":
+                message = f"longer than {item['ctx']['max_length']} characters; {message}"
+        elif item["type"] == "literal_error":
             message = f"allowed: {item['ctx']['expected']}"
         elif item["type"] == "extra_forbidden":
             allowed = _fields_at(tuple(item["loc"][:-1]))
             guess = difflib.get_close_matches(str(item["loc"][-1]), allowed, n=1)
             message = "unknown field" + (f" (did you mean {guess[0]!r}?)" if guess else "")
             message += f"; allowed here: {', '.join(allowed)}" if allowed else ""
+        elif item["type"] == "model_type" and not loc:
+            message = f"the cluster spec must be a mapping of its fields ({', '.join(ClusterSpec.model_fields)})"
         elif item["type"] == "missing":
             message = "required field is missing"
         value = "<missing>" if item["type"] == "missing" else item.get("input")
-        problems.append(Violation(tuple(item["loc"]), value, message))
+        problems.append(Violation(loc, value, message))
     return problems
 
 
 def _fields_at(loc: tuple) -> list[str]:
     """The field names of the model found at ``loc`` inside ClusterSpec (list indexes and dict keys skipped)."""
-    model: Any = ClusterSpec
+    model = _model_in(_walk(loc)[0])
+    return list(model.model_fields) if model is not None else []
+
+
+def _field_at(loc: tuple) -> FieldInfo | None:
+    """The field at the end of ``loc`` (list indexes and mapping keys after it skipped)."""
+    return _walk(loc)[1]
+
+
+def _walk(loc: tuple) -> tuple[Any, FieldInfo | None]:
+    """Follow ``loc`` from ClusterSpec: the annotation reached, and the last model field on the way."""
+    annotation: Any = ClusterSpec
+    last: FieldInfo | None = None
     for part in loc:
-        if isinstance(part, int) or not (isinstance(model, type) and issubclass(model, BaseModel)):
+        model = _model_in(annotation)
+        if isinstance(part, int) or model is None:
             continue
         field = model.model_fields.get(part)
         if field is None:
-            return []
-        model = _model_in(field.annotation)
-    return list(model.model_fields) if isinstance(model, type) and issubclass(model, BaseModel) else []
+            return None, None
+        annotation, last = field.annotation, field
+    return annotation, last
 
 
 def _model_in(annotation: Any) -> Any:

@@ -1051,3 +1051,103 @@ def test_flannel_on_kubeadm_with_tenants_warns_that_policies_are_not_enforced(lo
     assert warning.path == ("network", "cni") and "NetworkPolicies" in warning.message
     k3s = apply(load_raw("onprem-k3s"), {("network", "cni"): "flannel"})
     assert spec_warnings(parse_spec(k3s, "test.yaml")) == []
+
+
+# --- messages describe the rule, never a regular expression ---------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("stack", "path", "value", "rule"),
+    [
+        ("eks-t4", ("name",), "Orchestrator", "a DNS-1123 label: lower-case letters, digits and '-'"),
+        ("eks-t4", ("name",), "a" * 64, "at most 63 characters"),
+        ("eks-t4", ("tenants", 0, "cpu"), "40 cores", "a Kubernetes quantity"),
+        ("eks-t4", ("aws", "region"), "us-east-1a", "an AWS region such as 'us-east-1'"),
+        ("eks-t4", ("aws", "region"), "US-EAST-1", "an AWS region"),
+        ("hybrid-crio", (*CP, "instance_type"), "M6I.XLARGE", "an EC2 instance type"),
+        ("eks-t4", (*P0, "labels", "workload"), "a" * 64, "a label value: empty, or at most 63"),
+        ("eks-t4", (*P0, "labels", "workload"), "-x-", "starting and ending with a letter or digit"),
+        ("eks-t4", (*P0, "taints"), [{"key": "Example.com/team"}], "a label key: an optional prefix"),
+    ],
+)
+def test_format_errors_describe_the_rule(load_raw, stack, path, value, rule):
+    raw = apply(load_raw(stack), {path: value})
+    at = (*path, 0, "key") if path[-1] == "taints" else path
+    problem = find_problem(problems_of(raw), at, (rule,))
+    assert "pattern" not in problem.message and "^" not in problem.message
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        "a" * 64,  # name over 63
+        "example.com/" + "a" * 64,
+        "a" * 254 + "/name",  # prefix over 253
+        "Example.com/name",  # upper-case prefix
+        "example..com/name",
+        "example.com/",
+        "/name",
+        "a/b/c",
+        "name-",
+    ],
+)
+def test_label_keys_are_checked_like_kubernetes(load_raw, key):
+    raw = apply(load_raw("eks-t4"), {(*P0, "labels"): {key: "x"}})
+    problem = find_problem(problems_of(raw), (*P0, "labels", key), ("the key must be a label key",))
+    assert problem.value == key
+
+
+@pytest.mark.parametrize(
+    "key", ["a" * 63, "example.com/" + "a" * 63, ("a" * 62 + ".") * 4 + "a/name", "team_1.x-y", "x", "1"]
+)
+def test_long_and_prefixed_label_keys_are_accepted(load_raw, key):
+    assert len(key.rpartition("/")[0]) <= 253
+    assert_valid(apply(load_raw("eks-t4"), {(*P0, "labels"): {key: "x"}, (*P0, "taints"): [{"key": key}]}))
+
+
+def test_pattern_errors_of_fields_without_a_rule_show_the_description_not_the_regex():
+    from pydantic import BaseModel, Field, ValidationError
+
+    from gpucluster.stackfile import _violations
+
+    class Probe(BaseModel):
+        tag: str = Field(pattern=r"^[a-z]+$", max_length=3, description="A short lower-case tag.")
+
+    for value, fragment in [("ABC", "does not match"), ("abcd", "longer than 3 characters")]:
+        with pytest.raises(ValidationError) as caught:
+            Probe(tag=value)
+        [problem] = _violations(caught.value)
+        assert fragment in problem.message and "^[a-z]" not in problem.message
+
+
+# --- file-level problems say what is wrong with the file ------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "fragment"),
+    [
+        ("", "the file is empty"),
+        ("- a\n- b\n", "the file holds a list"),
+        ("just a string\n", "the file holds the scalar 'just a string'"),
+        ("encryptionsalt: abc\n", "no 'config:' section (top-level keys: encryptionsalt)"),
+        ("config: 5\n", "'config:' holds the scalar 5"),
+        ("config:\n  gpucluster:clusters:\n    name: typo\n", "did you mean 'gpucluster:clusters'?"),
+        ("config:\n  name: demo: extra\n", "not valid YAML at line 2"),
+    ],
+)
+def test_file_level_problems_say_what_is_wrong_with_the_file(tmp_path, text, fragment):
+    path = tmp_path / "Pulumi.odd.yaml"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(SpecError) as caught:
+        load_stack(str(path))
+    described = caught.value.describe()
+    assert described.startswith(f"{path}: ") and fragment in described
+    assert "found:" not in described and "<yaml>" not in described
+
+
+def test_missing_stack_file_is_a_file_level_problem(tmp_path):
+    described = SpecError.in_file("x.yaml", "no such stack file").describe()
+    assert described == "x.yaml: no such stack file"
+    with pytest.raises(SpecError) as caught:
+        load_stack("absent", tmp_path)
+    assert "found:" not in caught.value.describe()
