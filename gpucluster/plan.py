@@ -8,9 +8,19 @@ Pulumi programs and the Ansible inventory agree on them.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 from gpucluster.catalog import catalog
-from gpucluster.spec import GPU_TAINT_KEY, ClusterSpec, NodePool, Taint, Tenant, mig_layout, pool_gpu_models
+from gpucluster.spec import (
+    GPU_TAINT_KEY,
+    ClusterSpec,
+    NetworkSpec,
+    NodePool,
+    Taint,
+    Tenant,
+    mig_layout,
+    pool_gpu_models,
+)
 
 POOL_LABEL = "gpucluster.io/pool"
 DEVICE_PLUGIN_CONFIG_LABEL = "nvidia.com/device-plugin.config"
@@ -46,6 +56,13 @@ def pool_gpu_resources(pool: NodePool) -> dict[str, int]:
     return {GPU_RESOURCE: 1}
 
 
+# The driver's GPUDirect RDMA module: lets InfiniBand HCAs read and write GPU memory. The GPU operator's driver
+# container loads it (driver.rdma); with the host's driver, the bare-metal back end must.
+NVIDIA_PEERMEM = "nvidia-peermem"
+
+PoolFabric = Literal["ethernet", "infiniband", "efa"]
+
+
 @dataclass(frozen=True)
 class PoolPlan:
     spec: NodePool
@@ -55,10 +72,15 @@ class PoolPlan:
     efa_interfaces: int
     labels: dict[str, str]
     taints: tuple[Taint, ...]
+    fabric: PoolFabric
 
     @property
     def name(self) -> str:
         return self.spec.name
+
+    @property
+    def multi_node(self) -> bool:
+        return self.max_nodes > 1
 
     @property
     def mig_layouts(self) -> dict[str, dict[str, int]]:
@@ -94,6 +116,34 @@ class Plan:
         """Where GPU workloads run: the tenants' namespaces, or ``default`` without tenants."""
         return tuple(t.ns for t in self.spec.tenants) or ("default",)
 
+    def pools_for_namespace(self, namespace: str) -> tuple[PoolPlan, ...]:
+        """The pools whose GPUs workloads in a namespace may use: every pool (tenants are not yet bound to pools)."""
+        return self.pools
+
+    @property
+    def host_modules(self) -> tuple[str, ...]:
+        """Kernel modules the bare-metal back end loads on every pool host (``/etc/modules-load.d``).
+
+        GPUDirect RDMA on InfiniBand needs ``nvidia-peermem``; the GPU operator loads it only with its own driver
+        (``driver.rdma``), so with the host's driver the host must.
+        """
+        if self.spec.network.fabric == "infiniband" and self.spec.gpu_stack.driver == "host":
+            return (NVIDIA_PEERMEM,)
+        return ()
+
+    @property
+    def host_nccl_conf(self) -> dict[str, str]:
+        """``/etc/nccl.conf`` the bare-metal back end writes on pool hosts, for NCCL runs outside pods.
+
+        Pods never read it (their image has its own /etc) and have other interfaces, so their settings are the
+        per-pool ``nccl-env-<pool>`` ConfigMaps instead. Empty on AWS, where gpucluster configures no host.
+        """
+        if self.spec.platform == "aws":
+            return {}
+        network = self.spec.network
+        conf = {"NCCL_SOCKET_IFNAME": network.socket_ifname, **ib_settings(network, network.fabric)}
+        return dict(sorted(conf.items()))
+
     @property
     def gpu_resources(self) -> tuple[str, ...]:
         """Every GPU resource name some pool advertises, ``nvidia.com/gpu`` first, then sorted."""
@@ -118,10 +168,29 @@ class Plan:
 
 
 def make_plan(spec: ClusterSpec) -> Plan:
-    return Plan(spec=spec, pools=tuple(_pool_plan(pool) for pool in spec.node_pools))
+    return Plan(spec=spec, pools=tuple(_pool_plan(spec, pool) for pool in spec.node_pools))
 
 
-def _pool_plan(pool: NodePool) -> PoolPlan:
+def ib_settings(network: NetworkSpec, fabric: PoolFabric) -> dict[str, str]:
+    """NCCL's InfiniBand settings for a fabric (the same on hosts and in pods); verbs off elsewhere.
+
+    ``NCCL_IB_HCA`` is a prefix match unless it starts with ``=``: ``mlx5_1`` would also take ``mlx5_10``, so the
+    listed HCAs are rendered as ``=mlx5_0,mlx5_1``. Without a list, every ``mlx5`` device (by prefix).
+    """
+    if fabric != "infiniband":
+        return {"NCCL_IB_DISABLE": "1"}
+    hcas = "=" + ",".join(network.ib_hcas) if network.ib_hcas else "mlx5"
+    return {"NCCL_IB_DISABLE": "0", "NCCL_IB_HCA": hcas}
+
+
+def _pool_fabric(spec: ClusterSpec, pool: NodePool) -> PoolFabric:
+    """EFA pools use EFA; on an InfiniBand cluster every pool's hosts sit on the fabric; the rest use Ethernet."""
+    if pool.efa:
+        return "efa"
+    return "infiniband" if spec.network.fabric == "infiniband" else "ethernet"
+
+
+def _pool_plan(spec: ClusterSpec, pool: NodePool) -> PoolPlan:
     types = catalog().instance_types
     if pool.instance_types:
         first = types[pool.instance_types[0]]
@@ -147,4 +216,5 @@ def _pool_plan(pool: NodePool) -> PoolPlan:
         efa_interfaces=efa_interfaces,
         labels=dict(sorted(labels.items())),
         taints=taints,
+        fabric=_pool_fabric(spec, pool),
     )

@@ -188,6 +188,31 @@ LabelValue = Annotated[
     _described(_LABEL_VALUE_RULE),
     Field(description=_sentence(_LABEL_VALUE_RULE)),
 ]
+_IFNAME = r"[A-Za-z0-9][-A-Za-z0-9_.]{0,14}"
+_SOCKET_IFNAME_RULE = (
+    "NCCL_SOCKET_IFNAME syntax: interface names (or name prefixes), comma-separated, optionally led by '=' "
+    "(exact match) or '^' (exclude), such as 'ib0' or 'eno1,eno2'"
+)
+SocketIfname = Annotated[
+    str,
+    StringConstraints(pattern=rf"^[=^]?{_IFNAME}(,{_IFNAME})*$"),
+    _described(_SOCKET_IFNAME_RULE),
+    Field(description=_sentence(_SOCKET_IFNAME_RULE)),
+]
+_HCA_RULE = "an RDMA device name such as 'mlx5_0', optionally with ':port' (no '=', '^' or ',': gpucluster adds '=')"
+HcaName = Annotated[
+    str,
+    StringConstraints(pattern=r"^[A-Za-z0-9_]+(:[0-9]+)?$"),
+    _described(_HCA_RULE),
+    Field(description=_sentence(_HCA_RULE)),
+]
+_RDMA_RESOURCE_RULE = "an extended resource name 'rdma/<name>', such as 'rdma/ib'"
+RdmaResource = Annotated[
+    str,
+    StringConstraints(pattern=r"^rdma/[A-Za-z0-9][-A-Za-z0-9_.]{0,62}$"),
+    _described(_RDMA_RESOURCE_RULE),
+    Field(description=_sentence(_RDMA_RESOURCE_RULE)),
+]
 
 GPU_TAINT_KEY = "nvidia.com/gpu"
 RESERVED_POOL_NAME = "default"
@@ -367,9 +392,27 @@ class NetworkSpec(SpecModel):
     cni: Literal["aws-vpc-cni", "calico", "cilium", "flannel"] = Field(
         description="Pod network plugin: aws-vpc-cni or cilium on EKS; calico, cilium or flannel elsewhere."
     )
-    socket_ifname: str = Field("eth0", description="NCCL_SOCKET_IFNAME: interface(s) for NCCL bootstrap/TCP.")
-    ib_hcas: list[str] = Field(
-        default_factory=list, description="NCCL_IB_HCA: InfiniBand HCAs for NCCL (e.g. ['mlx5_0', 'mlx5_1'])."
+    socket_ifname: SocketIfname = Field(
+        "eth0",
+        description=(
+            "Host side: the node interface NCCL uses for bootstrap and socket traffic when it runs on the host"
+            " (NCCL_SOCKET_IFNAME in the /etc/nccl.conf the bare-metal back end writes). Pods do not have it:"
+            " NCCL in pods uses the pod's eth0."
+        ),
+    )
+    ib_hcas: list[HcaName] = Field(
+        default_factory=list,
+        description=(
+            "infiniband: HCAs NCCL uses, e.g. ['mlx5_0', 'mlx5_1'] (optionally with ':port'), matched exactly"
+            " (NCCL_IB_HCA '=mlx5_0,mlx5_1'); empty: every mlx5 device."
+        ),
+    )
+    rdma_resource: RdmaResource = Field(
+        "rdma/ib",
+        description=(
+            "infiniband: the resource the network operator's RDMA shared device plugin advertises for the"
+            " nodes' InfiniBand HCAs; pods using InfiniBand request one."
+        ),
     )
 
 

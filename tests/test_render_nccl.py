@@ -3,10 +3,10 @@ import copy
 import kubernetes_validate
 import pytest
 
-from gpucluster.plan import POOL_LABEL, make_plan
+from gpucluster.plan import NVIDIA_PEERMEM, POOL_LABEL, make_plan
+from gpucluster.render.gpu import operator_values
 from gpucluster.render.nccl import (
     EFA_RESOURCE,
-    NCCL_ENV_CONFIG_MAP,
     efa_env_without_request,
     nccl_config_maps,
     nccl_test_example,
@@ -15,8 +15,17 @@ from gpucluster.spec import ClusterSpec
 from stacks import STACKS, spec_of
 
 
-def env_of(spec: ClusterSpec) -> dict[str, dict[str, str]]:
-    return {cm["metadata"]["namespace"]: cm["data"] for cm in nccl_config_maps(make_plan(spec))}
+def env_of(spec: ClusterSpec) -> dict[tuple[str, str], dict[str, str]]:
+    """(namespace, ConfigMap name) -> NCCL environment."""
+    return {
+        (cm["metadata"]["namespace"], cm["metadata"]["name"]): cm["data"] for cm in nccl_config_maps(make_plan(spec))
+    }
+
+
+def pool_env(spec: ClusterSpec, pool: str) -> dict[str, str]:
+    """The one environment every namespace gets for a pool."""
+    [env] = {tuple(sorted(e.items())) for (_, name), e in env_of(spec).items() if name == f"nccl-env-{pool}"}
+    return dict(env)
 
 
 def container_of(job: dict) -> dict:
@@ -38,32 +47,46 @@ def test_objects_pass_the_strict_kubernetes_schema(stack):
 
 
 @pytest.mark.parametrize("stack", STACKS)
-def test_one_config_map_per_workload_namespace_with_string_values(stack):
-    spec = spec_of(stack)
-    config_maps = nccl_config_maps(make_plan(spec))
-    assert [cm["metadata"]["namespace"] for cm in config_maps] == list(make_plan(spec).workload_namespaces)
+def test_one_config_map_per_workload_namespace_and_pool(stack):
+    plan = make_plan(spec_of(stack))
+    config_maps = nccl_config_maps(plan)
+    expected = [(ns, f"nccl-env-{pool.name}") for ns in plan.workload_namespaces for pool in plan.pools]
+    assert [(cm["metadata"]["namespace"], cm["metadata"]["name"]) for cm in config_maps] == expected
     for cm in config_maps:
-        assert cm["metadata"]["name"] == NCCL_ENV_CONFIG_MAP
         assert all(isinstance(value, str) for value in cm["data"].values())
         assert cm["data"]["NCCL_DEBUG"] == "WARN"
 
 
 def test_ethernet_uses_sockets():
-    assert env_of(spec_of("eks-t4"))["gpu-orchestrator"] == {
+    assert pool_env(spec_of("eks-t4"), "t4-inference") == {
         "NCCL_DEBUG": "WARN",
         "NCCL_IB_DISABLE": "1",
         "NCCL_SOCKET_IFNAME": "eth0",
     }
 
 
-def test_infiniband_uses_the_listed_hcas():
-    for env in env_of(spec_of("onprem-dgx")).values():
+def test_infiniband_matches_the_listed_hcas_exactly_and_bootstraps_on_the_pod_interface():
+    # Without the leading '=', NCCL_IB_HCA=mlx5_1 would also take mlx5_10; ib0 is a host interface a Calico
+    # pod does not have ("no socket interface found").
+    spec = spec_of("onprem-dgx")
+    assert spec.network.socket_ifname == "ib0"
+    for env in env_of(spec).values():
         assert env == {
             "NCCL_DEBUG": "WARN",
             "NCCL_IB_DISABLE": "0",
-            "NCCL_IB_HCA": "mlx5_0,mlx5_1,mlx5_2,mlx5_3",
-            "NCCL_SOCKET_IFNAME": "ib0",
+            "NCCL_IB_HCA": "=mlx5_0,mlx5_1,mlx5_2,mlx5_3",
+            "NCCL_SOCKET_IFNAME": "eth0",
         }
+
+
+def test_host_side_nccl_conf_uses_the_host_interface():
+    plan = make_plan(spec_of("onprem-dgx"))
+    assert plan.host_nccl_conf == {
+        "NCCL_IB_DISABLE": "0",
+        "NCCL_IB_HCA": "=mlx5_0,mlx5_1,mlx5_2,mlx5_3",
+        "NCCL_SOCKET_IFNAME": "ib0",
+    }
+    assert make_plan(spec_of("eks-h100")).host_nccl_conf == {}
 
 
 def test_infiniband_without_hcas_takes_every_mlx5_port():
@@ -72,22 +95,50 @@ def test_infiniband_without_hcas_takes_every_mlx5_port():
         assert env["NCCL_IB_HCA"] == "mlx5"
 
 
-def test_efa_selects_the_libfabric_provider_with_device_rdma_on_p5():
-    for env in env_of(spec_of("eks-h100")).values():
-        assert env == {
+@pytest.mark.parametrize("hca", ["=mlx5_0", "mlx5_0,mlx5_1", "^mlx5_2", ""])
+def test_hca_names_are_plain_device_names(hca):
+    network = {**spec_of("onprem-dgx").network.model_dump(), "ib_hcas": [hca]}
+    with pytest.raises(ValueError, match="ib_hcas"):
+        spec_of("onprem-dgx", network=network)
+
+
+def test_efa_pool_selects_the_libfabric_provider_and_other_pools_do_not():
+    # An EFA pool and a pool without EFA in the same namespaces: FI_PROVIDER=efa on the MIG pool (no EFA
+    # devices) would break NCCL there.
+    env = env_of(spec_of("eks-h100"))
+    for namespace in ("llm-training", "research"):
+        assert env[(namespace, "nccl-env-h100-efa")] == {
             "FI_EFA_USE_DEVICE_RDMA": "1",
             "FI_PROVIDER": "efa",
             "NCCL_DEBUG": "WARN",
             "NCCL_SOCKET_IFNAME": "eth0",
         }
+        assert env[(namespace, "nccl-env-a100-mig")] == {
+            "NCCL_DEBUG": "WARN",
+            "NCCL_IB_DISABLE": "1",
+            "NCCL_SOCKET_IFNAME": "eth0",
+        }
 
 
-def test_efa_without_device_rdma_support_leaves_it_to_libfabric():
+def test_device_rdma_is_decided_per_pool():
     h100, a100 = spec_of("eks-h100").model_dump()["node_pools"]
     g5 = {**h100, "name": "g5-efa", "instance_types": ["g5.48xlarge"], "disk_gib": 200}
-    for env in env_of(spec_of("eks-h100", node_pools=[h100, g5, a100])).values():
-        assert env["FI_PROVIDER"] == "efa"
-        assert "FI_EFA_USE_DEVICE_RDMA" not in env
+    spec = spec_of("eks-h100", node_pools=[h100, g5, a100])
+    assert pool_env(spec, "g5-efa")["FI_PROVIDER"] == "efa"
+    assert "FI_EFA_USE_DEVICE_RDMA" not in pool_env(spec, "g5-efa")
+    assert pool_env(spec, "h100-efa")["FI_EFA_USE_DEVICE_RDMA"] == "1"
+
+
+def test_gpudirect_rdma_with_the_host_driver_is_the_hosts_job():
+    # driver.rdma does nothing when the operator's driver is off: the host must load nvidia-peermem.
+    spec = spec_of("onprem-dgx")
+    assert spec.gpu_stack.driver == "host"
+    assert operator_values(make_plan(spec))["driver"]["rdma"] == {"enabled": False}
+    assert make_plan(spec).host_modules == (NVIDIA_PEERMEM,)
+    operator_driver = spec_of("onprem-dgx", gpu_stack={**spec.gpu_stack.model_dump(), "driver": "operator"})
+    assert operator_values(make_plan(operator_driver))["driver"]["rdma"] == {"enabled": True, "useHostMofed": True}
+    assert make_plan(operator_driver).host_modules == ()
+    assert make_plan(spec_of("onprem-kubeadm")).host_modules == ()
 
 
 @pytest.mark.parametrize(
@@ -127,7 +178,7 @@ def test_example_is_wired_to_the_pool_and_locked_down(stack):
     container = container_of(job)
     assert job["metadata"]["namespace"] == plan.workload_namespaces[0]
     assert {(t.key, t.effect) for t in pool.taints} <= {(t["key"], t["effect"]) for t in pod["tolerations"]}
-    assert container["envFrom"] == [{"configMapRef": {"name": NCCL_ENV_CONFIG_MAP}}]
+    assert container["envFrom"] == [{"configMapRef": {"name": f"nccl-env-{pool.name}"}}]
     image, _, tag = container["image"].rpartition(":")
     assert image.startswith("nvcr.io/nvidia/") and tag and tag != "latest"
     security = container["securityContext"]

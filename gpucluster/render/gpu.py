@@ -14,7 +14,7 @@ from importlib import resources
 from gpucluster.plan import MIG_DISABLED, Plan, PoolPlan
 from gpucluster.render.bundle import HelmRelease
 from gpucluster.render.k8s import config_map, k8s_object, to_yaml
-from gpucluster.spec import GPU_OPERATOR_NAMESPACE, RESERVED_POOL_NAME
+from gpucluster.spec import GPU_OPERATOR_NAMESPACE, RESERVED_POOL_NAME, ClusterSpec
 
 DEVICE_PLUGIN_CONFIG = "gpucluster-device-plugin"
 DEVICE_PLUGIN_FALLBACK = RESERVED_POOL_NAME
@@ -84,6 +84,18 @@ def _tolerations(plan: Plan) -> list[dict]:
     return list(seen.values())
 
 
+def _driver_rdma(spec: ClusterSpec) -> dict:
+    """GPUDirect RDMA through the operator's driver container, which then loads nvidia-peermem.
+
+    Only with the operator's driver on InfiniBand: with the host's driver the setting does nothing (the plan's
+    ``host_modules`` hands the module to the bare-metal back end). The InfiniBand stack (MOFED/DOCA-OFED) is
+    the host's: gpucluster's network operator policy deploys no driver container.
+    """
+    if spec.network.fabric == "infiniband" and spec.gpu_stack.driver == "operator":
+        return {"enabled": True, "useHostMofed": True}
+    return {"enabled": False}
+
+
 def operator_values(plan: Plan) -> dict:
     """Helm values for the gpu-operator chart (every key exists in the chart's values.yaml)."""
     spec = plan.spec
@@ -96,7 +108,7 @@ def operator_values(plan: Plan) -> dict:
         "driver": {
             "enabled": spec.gpu_stack.driver == "operator",
             "version": spec.gpu_stack.driver_version,
-            "rdma": {"enabled": spec.network.fabric == "infiniband"},
+            "rdma": _driver_rdma(spec),
         },
         "toolkit": toolkit,
         "devicePlugin": {
@@ -140,7 +152,10 @@ def cluster_policy(values: dict, chart_version: str) -> dict:
         "driver": {
             "enabled": values["driver"]["enabled"],
             "version": values["driver"]["version"],
-            "rdma": {"enabled": values["driver"]["rdma"]["enabled"], "useHostMofed": False},
+            "rdma": {
+                "enabled": values["driver"]["rdma"]["enabled"],
+                "useHostMofed": values["driver"]["rdma"].get("useHostMofed", False),
+            },
         },
         **operands,
         "dcgm": {"enabled": False},

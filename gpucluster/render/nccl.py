@@ -1,25 +1,32 @@
-"""NCCL settings for the cluster's GPU fabric, a sample all-reduce Job, and the EFA request guard.
+"""NCCL settings per node pool, a sample all-reduce Job, and the EFA request guard.
 
-Workloads take the settings with ``envFrom: [{configMapRef: {name: nccl-env}}]``. On EFA, setting
-``FI_PROVIDER=efa`` is not enough: a container that does not also request ``vpc.amazonaws.com/efa`` has
-no EFA device, and NCCL silently falls back to TCP sockets. ``efa_env_without_request`` finds such
-containers.
+NCCL's settings depend on the pool a pod runs on, not on its namespace: a namespace whose workloads may use an
+EFA pool and an Ethernet pool needs both, and ``FI_PROVIDER=efa`` on a pool without EFA breaks NCCL. So every
+workload namespace gets one ConfigMap per pool it may use, ``nccl-env-<pool>``, and a workload takes the one of
+the pool it selects: ``envFrom: [{configMapRef: {name: nccl-env-<pool>}}]``.
+
+On EFA, setting ``FI_PROVIDER=efa`` is not enough: a container that does not also request
+``vpc.amazonaws.com/efa`` has no EFA device, and NCCL silently falls back to TCP sockets.
+``efa_env_without_request`` finds such containers.
 """
 
 from __future__ import annotations
 
 from gpucluster.catalog import catalog
-from gpucluster.plan import POOL_LABEL, Plan, PoolPlan
+from gpucluster.plan import POOL_LABEL, Plan, PoolPlan, ib_settings
 from gpucluster.render.k8s import config_map, k8s_object
 from gpucluster.spec import Taint
 
-NCCL_ENV_CONFIG_MAP = "nccl-env"
+NCCL_ENV_PREFIX = "nccl-env"
 NCCL_TEST_NAME = "nccl-allreduce-test"
 # NVIDIA's PyTorch container ships the nccl-tests binaries (all_reduce_perf, ...) on its PATH. CUDA 12.9
 # runs on driver branch 575 and newer, the oldest a reference stack pins.
 NCCL_TEST_IMAGE = "nvcr.io/nvidia/pytorch:25.06-py3"
 GPU_RESOURCE = "nvidia.com/gpu"
 EFA_RESOURCE = "vpc.amazonaws.com/efa"
+# The pod's own interface on every CNI gpucluster supports (aws-vpc-cni, calico, cilium, flannel). A host
+# interface such as ib0 does not exist in the pod: NCCL would stop with "no socket interface found".
+POD_SOCKET_IFNAME = "eth0"
 
 # Where the pod spec sits in each workload kind.
 POD_SPEC_PATHS = {
@@ -33,37 +40,39 @@ POD_SPEC_PATHS = {
 }
 
 
-def nccl_env(plan: Plan) -> dict[str, str]:
-    """Environment for NCCL on the cluster's fabric, sorted by name.
+def nccl_config_map_name(pool: PoolPlan) -> str:
+    return f"{NCCL_ENV_PREFIX}-{pool.name}"
 
-    - ethernet: TCP sockets on ``socket_ifname``, InfiniBand verbs off.
-    - infiniband: verbs on the listed HCAs (``mlx5`` matches every ConnectX port by prefix); NCCL picks
-      the GPUDirect RDMA level from the PCI topology itself.
+
+def nccl_env(plan: Plan, pool: PoolPlan) -> dict[str, str]:
+    """Environment for NCCL in a pod on one pool, sorted by name.
+
+    - ethernet: TCP sockets on the pod's interface, InfiniBand verbs off.
+    - infiniband: verbs on the spec's HCAs, matched exactly; NCCL picks the GPUDirect RDMA level from the PCI
+      topology itself. Bootstrap traffic goes over the pod's interface.
     - efa: libfabric's EFA provider through the aws-ofi-nccl plugin (the image must carry both; with
       ``NCCL_DEBUG=INFO`` the log shows ``NET/OFI`` rather than ``NET/Socket``). ``FI_EFA_USE_DEVICE_RDMA=1``
-      only when every EFA pool's instance types support RDMA to GPU memory (p4d, p5): forced on EFA
-      instances without it (g5, g6) libfabric aborts, and this ConfigMap serves every pool of a namespace.
+      only when the pool's instance types support RDMA to GPU memory (p4d, p5): forced on EFA instances
+      without it (g5, g6) libfabric aborts.
     """
-    network = plan.spec.network
-    env = {"NCCL_DEBUG": "WARN", "NCCL_SOCKET_IFNAME": network.socket_ifname}
-    if network.fabric == "ethernet":
-        env["NCCL_IB_DISABLE"] = "1"
-    elif network.fabric == "infiniband":
-        env["NCCL_IB_DISABLE"] = "0"
-        env["NCCL_IB_HCA"] = ",".join(network.ib_hcas) or "mlx5"
-    else:
+    env = {"NCCL_DEBUG": "WARN", "NCCL_SOCKET_IFNAME": POD_SOCKET_IFNAME}
+    if pool.fabric == "efa":
         env["FI_PROVIDER"] = "efa"
         types = catalog().instance_types
-        efa_types = [types[t] for pool in plan.pools if pool.spec.efa for t in pool.spec.instance_types]
-        if all(t.efa_device_rdma for t in efa_types):
+        if all(types[t].efa_device_rdma for t in pool.spec.instance_types):
             env["FI_EFA_USE_DEVICE_RDMA"] = "1"
+    else:
+        env.update(ib_settings(plan.spec.network, pool.fabric))
     return dict(sorted(env.items()))
 
 
 def nccl_config_maps(plan: Plan) -> list[dict]:
-    """The ``nccl-env`` ConfigMap in every workload namespace."""
-    env = nccl_env(plan)
-    return [config_map(NCCL_ENV_CONFIG_MAP, namespace, dict(env)) for namespace in plan.workload_namespaces]
+    """``nccl-env-<pool>`` in every workload namespace, for each pool its workloads may use."""
+    return [
+        config_map(nccl_config_map_name(pool), namespace, nccl_env(plan, pool))
+        for namespace in plan.workload_namespaces
+        for pool in plan.pools_for_namespace(namespace)
+    ]
 
 
 def _test_pool(plan: Plan) -> PoolPlan | None:
@@ -77,6 +86,11 @@ def _test_pool(plan: Plan) -> PoolPlan | None:
     return max(candidates, key=lambda pool: pool.gpus_per_node, default=None)
 
 
+def _namespace_for(plan: Plan, pool: PoolPlan) -> str | None:
+    """The first workload namespace whose workloads may use the pool."""
+    return next((ns for ns in plan.workload_namespaces if pool in plan.pools_for_namespace(ns)), None)
+
+
 def _toleration(taint: Taint) -> dict:
     if taint.value:
         return {"key": taint.key, "operator": "Equal", "value": taint.value, "effect": taint.effect}
@@ -84,7 +98,7 @@ def _toleration(taint: Taint) -> dict:
 
 
 def nccl_test_example(plan: Plan) -> list[dict]:
-    """A Job running ``all_reduce_perf`` over every GPU of one node, in the first workload namespace.
+    """A Job running ``all_reduce_perf`` over every GPU of one node, in the first namespace that may use the pool.
 
     It checks that a pod on the pool gets its GPUs (and EFA devices) and the NCCL settings, and measures
     NVLink/PCIe bandwidth inside the node; traffic between nodes needs a multi-pod launcher (an MPIJob or
@@ -97,6 +111,9 @@ def nccl_test_example(plan: Plan) -> list[dict]:
     pool = _test_pool(plan)
     if pool is None:
         return []
+    namespace = _namespace_for(plan, pool)
+    if namespace is None:
+        return []
     devices = {GPU_RESOURCE: str(pool.gpus_per_node)}
     if pool.efa_interfaces:
         # Without this request the container has no EFA device and FI_PROVIDER=efa silently falls back to TCP.
@@ -105,7 +122,7 @@ def nccl_test_example(plan: Plan) -> list[dict]:
         "name": "all-reduce",
         "image": NCCL_TEST_IMAGE,
         "command": ["all_reduce_perf", "-b", "8", "-e", "1G", "-f", "2", "-g", str(pool.gpus_per_node)],
-        "envFrom": [{"configMapRef": {"name": NCCL_ENV_CONFIG_MAP}}],
+        "envFrom": [{"configMapRef": {"name": nccl_config_map_name(pool)}}],
         "resources": {"requests": devices, "limits": dict(devices)},
         # No IPC_LOCK (Pod Security "baseline" refuses it): RDMA pins memory under the runtime's memlock
         # limit, which EKS GPU AMIs and gpucluster's node roles set to unlimited.
@@ -122,7 +139,7 @@ def nccl_test_example(plan: Plan) -> list[dict]:
     }
     labels = {"app.kubernetes.io/name": NCCL_TEST_NAME}
     spec = {"backoffLimit": 0, "template": {"metadata": {"labels": labels}, "spec": pod_spec}}
-    return [k8s_object("batch/v1", "Job", NCCL_TEST_NAME, plan.workload_namespaces[0], labels, spec=spec)]
+    return [k8s_object("batch/v1", "Job", NCCL_TEST_NAME, namespace, labels, spec=spec)]
 
 
 # --- the EFA request guard --------------------------------------------------------------------------
