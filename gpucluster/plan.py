@@ -32,6 +32,18 @@ MANAGED_BY = {"app.kubernetes.io/managed-by": "gpucluster"}
 GPU_RESOURCE = "nvidia.com/gpu"
 SHARED_GPU_RESOURCE = "nvidia.com/gpu.shared"
 MIG_RESOURCE_PREFIX = "nvidia.com/mig-"
+# Node-side setting every back end applies to the NVIDIA container toolkit (config.toml keys of
+# nvidia-container-toolkit api/config/v1/config.go): NVIDIA_VISIBLE_DEVICES is honoured only in privileged
+# containers, so a pod that tolerates a GPU taint gets no GPU it did not request; the device plugin passes
+# its allocation as volume mounts instead (``DEVICE_LIST_STRATEGY``; with CDI it uses CDI requests).
+# The operator-managed toolkit takes them as installer env (the key upper-cased, '-' -> '_').
+CONTAINER_TOOLKIT_SETTINGS = {
+    "accept-nvidia-visible-devices-envvar-when-unprivileged": False,
+    "accept-nvidia-visible-devices-as-volume-mounts": True,
+}
+DEVICE_LIST_STRATEGY = "volume-mounts"
+# ValidatingAdmissionPolicy (admissionregistration.k8s.io/v1) is served from this Kubernetes minor on.
+ADMISSION_POLICY_MIN_MINOR = 30
 
 
 def pool_gpu_resources(pool: NodePool) -> dict[str, int]:
@@ -149,6 +161,17 @@ class Plan:
         """Every GPU resource name some pool advertises, ``nvidia.com/gpu`` first, then sorted."""
         names = {name for pool in self.pools for name in pool.gpu_resources}
         return tuple(sorted(names, key=lambda name: (name != GPU_RESOURCE, name)))
+
+    @property
+    def admission_policies_available(self) -> bool:
+        return self.spec.kubernetes.minor >= ADMISSION_POLICY_MIN_MINOR
+
+    def tenant_pools(self, tenant: Tenant) -> tuple[PoolPlan, ...]:
+        """The pools a tenant may use, in the order its ``pools`` lists them (all pools by default)."""
+        if tenant.pools is None:
+            return self.pools
+        by_name = {pool.name: pool for pool in self.pools}
+        return tuple(by_name[name] for name in tenant.pools)
 
     def tenant_grants(self, tenant: Tenant) -> dict[str, int]:
         """GPU resource -> what the tenant may request: ``gpus`` for nvidia.com/gpu, ``resources`` for the

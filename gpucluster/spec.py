@@ -384,6 +384,10 @@ class KubernetesSpec(SpecModel):
             raise ValueError(f"unsupported version {version!r}; allowed: {', '.join(SUPPORTED_KUBERNETES_VERSIONS)}")
         return version
 
+    @property
+    def minor(self) -> int:
+        return int(self.version.split(".")[1])
+
 
 class NetworkSpec(SpecModel):
     fabric: Literal["ethernet", "infiniband", "efa"] = Field(
@@ -448,6 +452,14 @@ class Tenant(SpecModel):
         description=(
             "Quota for the other GPU resources the cluster advertises, e.g. {'nvidia.com/mig-1g.10gb': 14,"
             " 'nvidia.com/gpu.shared': 8}. Every GPU resource the tenant is not granted is quoted at 0."
+        ),
+    )
+    pools: list[DnsLabel] | None = Field(
+        None,
+        description=(
+            "Node pools the tenant's GPU pods may run on (default: all). Enforced by a ValidatingAdmissionPolicy"
+            " (Kubernetes 1.30+): a pod requesting a GPU resource must select one of them with nodeSelector or"
+            " required node affinity on gpucluster.io/pool."
         ),
     )
     cpu: Quantity = Field(description="Quota: requests.cpu (limits.cpu is twice this).")
@@ -901,14 +913,43 @@ def _tenant_rules(spec: ClusterSpec):
     # The plan derives the advertised resource names; imported here as it builds on this module.
     from gpucluster.plan import GPU_RESOURCE, pool_gpu_resources
 
-    advertised = sorted({name for pool in spec.node_pools for name in pool_gpu_resources(pool)})
+    pools = {pool.name: pool for pool in spec.node_pools}
     for index, tenant in enumerate(spec.tenants):
+        path = ("tenants", index)
+        if tenant.pools is not None:
+            yield from _tenant_pool_rules(spec, tenant, path)
+        usable = [pools[name] for name in tenant.pools or pools if name in pools]
+        advertised = sorted({name for pool in usable for name in pool_gpu_resources(pool)})
+        whose = "its pools advertise" if tenant.pools is not None else "the cluster advertises"
         for name in tenant.resources:
-            path = ("tenants", index, "resources", name)
             if name == GPU_RESOURCE:
-                yield Violation(path, name, "grant nvidia.com/gpu with 'gpus'")
+                yield Violation((*path, "resources", name), name, "grant nvidia.com/gpu with 'gpus'")
             elif name not in advertised:
-                yield Violation(path, name, f"no pool advertises it; the cluster advertises: {', '.join(advertised)}")
+                message = f"no pool the tenant may use advertises it; {whose}: {', '.join(advertised)}"
+                yield Violation((*path, "resources", name), name, message)
+        if tenant.gpus and tenant.pools and GPU_RESOURCE not in advertised:
+            message = f"none of its pools advertises nvidia.com/gpu ({whose}: {', '.join(advertised)})"
+            yield Violation((*path, "gpus"), tenant.gpus, f"{message}; grant those through 'resources'")
+
+
+def _tenant_pool_rules(spec: ClusterSpec, tenant: Tenant, path: tuple):
+    from gpucluster.plan import ADMISSION_POLICY_MIN_MINOR
+
+    names = [pool.name for pool in spec.node_pools]
+    if spec.kubernetes.minor < ADMISSION_POLICY_MIN_MINOR:
+        message = (
+            f"needs Kubernetes 1.{ADMISSION_POLICY_MIN_MINOR}+ (ValidatingAdmissionPolicy v1 enforces it);"
+            f" this cluster runs {spec.kubernetes.version}: remove 'pools' or raise kubernetes.version"
+        )
+        yield Violation((*path, "pools"), tenant.pools, message)
+    if not tenant.pools:
+        yield Violation((*path, "pools"), [], "name at least one pool, or omit 'pools' for all of them")
+    listed = tenant.pools or []
+    for pool_index, name in enumerate(listed):
+        if name not in names:
+            yield Violation((*path, "pools", pool_index), name, f"no such pool; pools: {', '.join(names)}")
+        elif listed.index(name) != pool_index:
+            yield Violation((*path, "pools", pool_index), name, "listed twice")
 
 
 # --- derived facts the rules and the renderers share -------------------------------------------------

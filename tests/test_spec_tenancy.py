@@ -63,3 +63,36 @@ def test_renamed_and_mig_resources_can_be_granted(sharing, advertised):
     raw["node_pools"][2]["sharing"] = sharing
     raw["tenants"][0]["resources"] = {advertised: 2}
     assert problems(raw) == {}
+
+
+def test_pools_must_exist_once_each():
+    found = problems(with_tenant("onprem-dgx", pools=["dgx-train", "dgx-gone", "dgx-train"]))
+    assert "dgx-train, dgx-mig, dgx-dev" in found[("tenants", 0, "pools", 1)]
+    assert "twice" in found[("tenants", 0, "pools", 2)]
+
+
+def test_an_empty_pool_list_is_refused():
+    assert "omit" in problems(with_tenant("onprem-dgx", pools=[]))[("tenants", 0, "pools")]
+
+
+def test_pools_need_kubernetes_1_30():
+    raw = with_tenant("onprem-dgx", pools=["dgx-train"])
+    raw["kubernetes"]["version"] = "1.29"
+    message = problems(raw)[("tenants", 0, "pools")]
+    assert "1.30" in message and "1.29" in message
+    raw["tenants"][0].pop("pools")
+    raw["tenants"][1].pop("pools")
+    assert problems(raw) == {}
+
+
+def test_grants_must_come_from_the_tenants_pools():
+    raw = with_tenant("eks-h100", 1, pools=["h100-efa"], resources={"nvidia.com/mig-1g.5gb": 2})
+    message = problems(raw)[("tenants", 1, "resources", "nvidia.com/mig-1g.5gb")]
+    assert "its pools advertise: nvidia.com/gpu" in message
+
+
+def test_gpus_need_a_pool_advertising_whole_gpus():
+    raw = with_tenant("eks-h100", 1, pools=["a100-mig"], gpus=4, resources={"nvidia.com/mig-1g.5gb": 2})
+    assert "resources" in problems(raw)[("tenants", 1, "gpus")]
+    raw["tenants"][1]["gpus"] = 0
+    assert problems(raw) == {}

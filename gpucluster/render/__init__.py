@@ -7,7 +7,7 @@ group of objects goes to (``NN-`` prefixes give the ``kubectl apply`` order).
 from __future__ import annotations
 
 from gpucluster.plan import make_plan
-from gpucluster.render import backups, gpu, ingress, namespaces, nccl, tenancy
+from gpucluster.render import admission, backups, gpu, ingress, namespaces, nccl, tenancy
 from gpucluster.render.bundle import Bundle
 from gpucluster.spec import ClusterSpec
 
@@ -19,6 +19,7 @@ def render(spec: ClusterSpec) -> Bundle:
             "00-namespaces": namespaces.namespaces(plan),
             "10-gpu-config": gpu.config_maps(plan),
             "20-tenancy": tenancy.tenant_objects(plan),
+            "25-admission-policies": admission.admission_policies(plan),
             "30-network-policies": tenancy.network_policies(plan),
             "40-disruption-budgets": tenancy.disruption_budgets(plan),
             "50-nccl": nccl.nccl_config_maps(plan),

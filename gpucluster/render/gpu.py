@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from importlib import resources
 
-from gpucluster.plan import MIG_DISABLED, Plan, PoolPlan
+from gpucluster.plan import CONTAINER_TOOLKIT_SETTINGS, DEVICE_LIST_STRATEGY, MIG_DISABLED, Plan, PoolPlan
 from gpucluster.render.bundle import HelmRelease
 from gpucluster.render.k8s import config_map, k8s_object, to_yaml
 from gpucluster.spec import GPU_OPERATOR_NAMESPACE, RESERVED_POOL_NAME, ClusterSpec
@@ -96,12 +96,34 @@ def _driver_rdma(spec: ClusterSpec) -> dict:
     return {"enabled": False}
 
 
+def toolkit_env(plan: Plan) -> list[dict]:
+    """Installer env of the operator-managed container toolkit: the plan's toolkit settings (the
+    nvidia-ctk-installer reads each config.toml key from its upper-cased env name), and k3s's containerd."""
+    env = [
+        {"name": key.upper().replace("-", "_"), "value": str(value).lower()}
+        for key, value in CONTAINER_TOOLKIT_SETTINGS.items()
+    ]
+    if plan.spec.kubernetes.distribution == "k3s":
+        env += [{"name": k, "value": v} for k, v in K3S_CONTAINERD.items()]
+    return env
+
+
+def _device_list_strategy(plan: Plan) -> dict:
+    """Device plugin env passing allocations the way the toolkit accepts them from unprivileged containers.
+
+    With CDI the operator sets its own CDI strategies, which env given here would override.
+    """
+    if plan.spec.runtime.cdi:
+        return {}
+    return {"env": [{"name": "DEVICE_LIST_STRATEGY", "value": DEVICE_LIST_STRATEGY}]}
+
+
 def operator_values(plan: Plan) -> dict:
     """Helm values for the gpu-operator chart (every key exists in the chart's values.yaml)."""
     spec = plan.spec
     toolkit: dict = {"enabled": spec.gpu_stack.toolkit == "operator"}
-    if toolkit["enabled"] and spec.kubernetes.distribution == "k3s":
-        toolkit["env"] = [{"name": k, "value": v} for k, v in K3S_CONTAINERD.items()]
+    if toolkit["enabled"]:
+        toolkit["env"] = toolkit_env(plan)
     return {
         "cdi": {"enabled": spec.runtime.cdi},
         "daemonsets": {"tolerations": _tolerations(plan)},
@@ -114,6 +136,7 @@ def operator_values(plan: Plan) -> dict:
         "devicePlugin": {
             "enabled": True,
             "version": spec.components.device_plugin,
+            **_device_list_strategy(plan),
             "config": {"create": False, "name": DEVICE_PLUGIN_CONFIG, "default": DEVICE_PLUGIN_FALLBACK},
         },
         "dcgmExporter": {
