@@ -215,6 +215,49 @@ def backup_restore(stack: StackOption, stacks_dir: StacksDirOption = None) -> No
             out.print(f"   $ {command}", highlight=False, markup=False, soft_wrap=True)
 
 
+@app.command()
+def preflight(
+    stack: StackOption,
+    profile: Annotated[str | None, typer.Option("--profile", help="AWS profile (default: the usual chain).")] = None,
+    stacks_dir: StacksDirOption = None,
+) -> None:
+    """Check the AWS account can build the stack: instance offerings per zone, vCPU quotas, spot placement
+    scores, the EKS GPU AMI and the EKS version. Read-only. Exit 1 when a check fails."""
+    loaded = _load(stack, stacks_dir)
+    spec = loaded.spec
+    if spec.aws is None:
+        err.print(
+            f"error: {loaded.name} runs on {spec.platform} machines; preflight checks an AWS account", style="red"
+        )
+        raise typer.Exit(EXIT_BAD_INPUT)
+    import boto3
+    from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
+
+    from gpucluster.aws.preflight import preflight as run_preflight
+    from gpucluster.plan import make_plan
+
+    try:
+        session = boto3.session.Session(profile_name=profile, region_name=spec.aws.region)
+        findings = run_preflight(make_plan(spec), session)
+    except NoCredentialsError:
+        err.print("error: no AWS credentials: set AWS_PROFILE or pass --profile, or export AWS keys", style="red")
+        raise typer.Exit(EXIT_BAD_INPUT) from None
+    except (BotoCoreError, ClientError) as error:
+        err.print(f"error: AWS refused or could not be reached: {error}", style="red", highlight=False, markup=False)
+        raise typer.Exit(EXIT_BAD_INPUT) from None
+    styles = {"pass": "green", "warn": "yellow", "fail": "bold red"}
+    table = Table("check", "subject", "status", title=f"preflight {loaded.name} ({spec.aws.region})")
+    table.add_column("detail", overflow="fold", ratio=1)
+    for finding in findings:
+        status = f"[{styles[finding.status]}]{finding.status}[/]"
+        table.add_row(finding.check, finding.subject, status, finding.detail)
+    out.print(table)
+    counts = {status: sum(f.status == status for f in findings) for status in styles}
+    out.print(f"{counts['pass']} passed, {counts['warn']} warnings, {counts['fail']} failed", highlight=False)
+    if counts["fail"]:
+        raise typer.Exit(EXIT_FAILED)
+
+
 def _render_files(spec) -> dict[str, bytes]:
     from gpucluster.render import render as render_bundle
 
