@@ -86,16 +86,25 @@ def stacks(stacks_dir: StacksDirOption = None) -> None:
 def render(
     stack: StackOption,
     out_dir: Annotated[
-        Path | None, typer.Option("--out", "-o", help="Output directory (default: build/STACK).")
+        str | None,
+        typer.Option(
+            "--out",
+            "-o",
+            help="Output directory (default: build/STACK): absent, empty or a previous output of render.",
+        ),
     ] = None,
     stacks_dir: StacksDirOption = None,
 ) -> None:
     """Render a stack to manifests and Helm releases.
 
-    The output directory is replaced atomically; re-rendering is byte-identical.
+    The output directory is replaced atomically; re-rendering is byte-identical. A directory holding
+    files render did not write is refused and left as it is.
     """
+    if out_dir == "":
+        err.print("error: --out is empty; give a directory", style="red", highlight=False)
+        raise typer.Exit(EXIT_BAD_INPUT)
     loaded = _load(stack, stacks_dir)
-    target = out_dir or Path("build") / loaded.name
+    target = Path(out_dir) if out_dir is not None else Path("build") / loaded.name
     files = _render_files(loaded.spec)
     _write(files, target)
     table = Table("file", "bytes", title=f"{loaded.name} -> {target}")
@@ -128,7 +137,7 @@ def validate(
     from gpucluster.validate import validate_output
 
     with tempfile.TemporaryDirectory(prefix="gpucluster-validate-") as scratch:
-        rendered = Path(scratch) / loaded.name
+        rendered = Path(scratch) / "output"
         _write(_render_files(loaded.spec), rendered)
         try:
             report = validate_output(rendered, loaded.spec.kubernetes.version, crds, chart_values)
@@ -265,13 +274,13 @@ def _render_files(spec) -> dict[str, bytes]:
 
 
 def _write(files: dict[str, bytes], target: Path) -> None:
-    from gpucluster.output import write_tree
+    from gpucluster.output import OutputDirError, write_tree
 
-    if target.exists() and not target.is_dir():
-        err.print(f"error: {target}: exists and is not a directory", style="red", highlight=False)
-        raise typer.Exit(EXIT_BAD_INPUT)
     try:
         write_tree(files, target)
+    except OutputDirError as error:
+        err.print(f"error: {error}", style="red", highlight=False, markup=False, soft_wrap=True)
+        raise typer.Exit(EXIT_BAD_INPUT) from None
     except OSError as error:
         err.print(f"error: cannot write {target}: {error.strerror or error}", style="red", highlight=False)
         raise typer.Exit(EXIT_BAD_INPUT) from None

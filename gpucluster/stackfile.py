@@ -7,6 +7,7 @@ value found and what is allowed. Nothing else escapes to the user.
 from __future__ import annotations
 
 import difflib
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, get_args
@@ -20,6 +21,8 @@ from gpucluster.spec import ClusterSpec, RuleViolations, Violation
 CONFIG_KEY = "gpucluster:cluster"
 AWS_REGION_KEY = "aws:region"
 STACK_PREFIX, STACK_SUFFIX = "Pulumi.", ".yaml"
+# Pulumi's rule for stack names; the name also names the default output directory (build/NAME).
+_STACK_NAME = re.compile(r"[A-Za-z0-9_.-]+")
 
 
 class SpecError(Exception):
@@ -104,6 +107,10 @@ def list_stacks(stacks_dir: Path | None = None) -> list[Path]:
 def load_stack(ref: str, stacks_dir: Path | None = None) -> Stack:
     path = stack_path(ref, stacks_dir)
     source = str(path)
+    name = stack_name(path)
+    if not _STACK_NAME.fullmatch(name) or name in (".", ".."):
+        problem = "letters, digits, '-', '_' and '.' (not '.' or '..'), as Pulumi requires; rename the file"
+        raise SpecError(source, [Violation((), name, f"the stack name (from the file name) must be {problem}")])
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -126,7 +133,7 @@ def load_stack(ref: str, stacks_dir: Path | None = None) -> Stack:
         raise SpecError.in_file(source, _missing_spec(document))
     spec = parse_spec(config[CONFIG_KEY], source)
     check_provider_region(spec, config.get(AWS_REGION_KEY), source)
-    return Stack(name=stack_name(path), path=path, spec=spec, warnings=spec_warnings(spec))
+    return Stack(name=name, path=path, spec=spec, warnings=spec_warnings(spec))
 
 
 def _missing_spec(document: Any) -> str:

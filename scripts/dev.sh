@@ -21,6 +21,7 @@ APT_PACKAGES=(
     python3-venv
     etcd-server  # real etcd for the snapshot/restore test
     etcd-client
+    e2fsprogs   # chattr: makes a directory unwritable for root in the output-directory tests
 )
 
 setup() {

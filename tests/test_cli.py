@@ -17,7 +17,8 @@ from typer.testing import CliRunner
 from gpucluster import output
 from gpucluster.cli import app
 from gpucluster.docs import spec_markdown
-from stacks import REFERENCE, ROOT, STACKS
+from gpucluster.render import render as render_bundle
+from stacks import REFERENCE, ROOT, STACKS, spec_of
 
 runner = CliRunner()
 
@@ -70,29 +71,27 @@ def test_render_writes_manifests_helm_and_a_verifiable_index(stack, tmp_path, mo
         assert release["version"] and release["version"] != "latest"
         assert f"helm/{release['values']}" in files
     index = dict(reversed(line.split("  ", 1)) for line in files["SHA256SUMS"].decode().splitlines())
-    assert set(index) == set(files) - {"SHA256SUMS"}
+    assert set(index) == set(files) - {"SHA256SUMS", output.MARKER}
     for name, digest in index.items():
         assert hashlib.sha256(files[name]).hexdigest() == digest
     for name, content in files.items():
         assert b":latest" not in content and b"version: latest" not in content, f"{name} floats a version"
 
 
+def expected_files(stack: str) -> dict[str, bytes]:
+    """What render must write for a reference stack: the library's files plus the output marker."""
+    files = render_bundle(spec_of(stack)).files()
+    return {**files, output.MARKER: output.marker_content(files)}
+
+
 def test_rerender_is_byte_identical(tmp_path, monkeypatch):
     monkeypatch.chdir(ROOT)
     out = tmp_path / "out"
-    invoke("render", "--stack", "onprem-dgx", "--out", str(out))
+    assert invoke("render", "--stack", "onprem-dgx", "--out", str(out)).exit_code == 0
     first = snapshot(out)
-    invoke("render", "--stack", "onprem-dgx", "--out", str(out))
+    assert first == expected_files("onprem-dgx")
+    assert invoke("render", "--stack", "onprem-dgx", "--out", str(out)).exit_code == 0
     assert snapshot(out) == first
-
-
-def test_render_replaces_stale_files(tmp_path, monkeypatch):
-    monkeypatch.chdir(ROOT)
-    out = tmp_path / "out"
-    invoke("render", "--stack", "eks-t4", "--out", str(out))
-    (out / "manifests" / "99-stale.yaml").write_text("stale")
-    invoke("render", "--stack", "eks-t4", "--out", str(out))
-    assert not (out / "manifests" / "99-stale.yaml").exists()
 
 
 def test_bad_spec_exits_2_names_the_field_and_writes_nothing(tmp_path):
@@ -110,8 +109,9 @@ def test_bad_spec_exits_2_names_the_field_and_writes_nothing(tmp_path):
 def test_failed_render_leaves_previous_output_intact(tmp_path, monkeypatch):
     monkeypatch.chdir(ROOT)
     out = tmp_path / "out"
-    invoke("render", "--stack", "eks-t4", "--out", str(out))
+    assert invoke("render", "--stack", "eks-t4", "--out", str(out)).exit_code == 0
     before = snapshot(out)
+    assert before == expected_files("eks-t4")
     spec = raw_spec("eks-t4")
     spec["node_pools"][0]["instance_types"] = ["g4dn.xlarge", "g5.xlarge"]
     bad = write_stack(tmp_path / "Pulumi.bad.yaml", spec)
@@ -136,7 +136,7 @@ def test_write_failure_midway_keeps_old_tree(tmp_path, monkeypatch):
     monkeypatch.setattr(Path, "write_bytes", failing_write)
     with pytest.raises(OSError):
         output.write_tree({"a.yaml": b"new", "b.yaml": Unwritable(b"x")}, out)
-    assert snapshot(out) == {"a.yaml": b"old"}
+    assert snapshot(out) == {"a.yaml": b"old", output.MARKER: output.marker_content(["a.yaml"])}
     assert [p.name for p in tmp_path.iterdir()] == ["out"]
 
 
@@ -150,14 +150,6 @@ def test_unknown_stack_exits_2_and_lists_known_stacks(monkeypatch):
 def test_usage_errors_exit_2():
     assert runner.invoke(app, ["render"]).exit_code == 2
     assert runner.invoke(app, ["frobnicate"]).exit_code == 2
-
-
-def test_out_path_that_is_a_file_exits_2(tmp_path, monkeypatch):
-    monkeypatch.chdir(ROOT)
-    blocker = tmp_path / "file"
-    blocker.write_text("keep me")
-    assert invoke("render", "--stack", "eks-t4", "--out", str(blocker)).exit_code == 2
-    assert blocker.read_text() == "keep me"
 
 
 @pytest.mark.parametrize("stack", STACKS)
