@@ -129,8 +129,9 @@ class Plan:
         return tuple(t.ns for t in self.spec.tenants) or ("default",)
 
     def pools_for_namespace(self, namespace: str) -> tuple[PoolPlan, ...]:
-        """The pools whose GPUs workloads in a namespace may use: every pool (tenants are not yet bound to pools)."""
-        return self.pools
+        """The pools workloads in a namespace may use: its tenant's ``pools``; every pool without a tenant."""
+        tenant = next((t for t in self.spec.tenants if t.ns == namespace), None)
+        return self.tenant_pools(tenant) if tenant is not None else self.pools
 
     @property
     def host_modules(self) -> tuple[str, ...]:

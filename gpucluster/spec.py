@@ -219,6 +219,9 @@ RESERVED_POOL_NAME = "default"
 GPU_OPERATOR_NAMESPACE = "gpu-operator"
 MONITORING_NAMESPACE = "monitoring"
 VELERO_NAMESPACE = "velero"
+NETWORK_OPERATOR_NAMESPACE = "nvidia-network-operator"
+# The network operator chart's kubeVersion: helm refuses to install it on older clusters.
+NETWORK_OPERATOR_MIN_KUBERNETES = "1.32"
 INGRESS_NAMESPACE = "ingress-nginx"
 # Namespaces gpucluster or Kubernetes own; a tenant's default-deny policies must never land in them.
 SYSTEM_NAMESPACES = (
@@ -229,6 +232,7 @@ SYSTEM_NAMESPACES = (
     INGRESS_NAMESPACE,
     MONITORING_NAMESPACE,
     VELERO_NAMESPACE,
+    NETWORK_OPERATOR_NAMESPACE,
 )
 
 
@@ -706,6 +710,15 @@ def _platform_rules(spec: ClusterSpec):
         )
     if spec.network.fabric == "infiniband" and spec.platform == "aws":
         yield Violation(("network", "fabric"), "infiniband", "AWS has no InfiniBand; use 'efa' for its RDMA fabric")
+    if spec.network.fabric == "infiniband" and _minor(spec.kubernetes.version) < _minor(
+        NETWORK_OPERATOR_MIN_KUBERNETES
+    ):
+        yield Violation(
+            ("kubernetes", "version"),
+            spec.kubernetes.version,
+            f"fabric 'infiniband' needs the NVIDIA network operator, which needs Kubernetes"
+            f" {NETWORK_OPERATOR_MIN_KUBERNETES} or newer",
+        )
     if spec.ingress.load_balancer in ("alb", "nlb") and spec.platform != "aws":
         yield Violation(
             ("ingress", "load_balancer"),
@@ -718,6 +731,10 @@ def _platform_rules(spec: ClusterSpec):
                 yield Violation(
                     ("aws", "availability_zones", index), zone, f"zone is not in region {spec.aws.region!r}"
                 )
+
+
+def _minor(version: str) -> int:
+    return int(version.split(".")[1])
 
 
 def _control_plane_rules(spec: ClusterSpec):

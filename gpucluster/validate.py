@@ -1,10 +1,12 @@
 """Check a rendered output directory against the real schemas before anything reaches a cluster.
 
-- Objects in ``manifests/``, ``examples/`` and ``helm/previews/`` of a built-in API group are checked with
-  kubernetes-validate's strict schemas for the target Kubernetes minor version (unknown fields fail).
+- Objects in ``manifests/``, ``custom-resources/``, ``examples/`` and ``helm/previews/`` of a built-in API group
+  are checked with kubernetes-validate's strict schemas for the target Kubernetes minor version (unknown fields
+  fail).
 - Custom resources are checked against their CRD's ``openAPIV3Schema``, made strict: the API server
   silently prunes unknown fields, so here they fail. CEL rules (``x-kubernetes-validations``) are not run.
-- Workloads that set ``FI_PROVIDER=efa`` must request ``vpc.amazonaws.com/efa`` (else NCCL silently uses TCP).
+- Workloads that set ``FI_PROVIDER=efa`` must request ``vpc.amazonaws.com/efa``, and workloads that set
+  ``NCCL_IB_DISABLE=0`` an ``rdma/...`` resource (else NCCL silently uses TCP).
 - Helm values are checked key by key against the chart's default ``values.yaml``; keys the chart only
   documents in commented-out lines are accepted.
 
@@ -25,9 +27,9 @@ import yaml
 from kubernetes_validate import utils as kv
 from referencing import Registry, Resource
 
-from gpucluster.render.nccl import POD_SPEC_PATHS, efa_env_without_request
+from gpucluster.render.nccl import POD_SPEC_PATHS, efa_env_without_request, ib_env_without_request
 
-OBJECT_DIRS = ("manifests", "examples", "helm/previews")
+OBJECT_DIRS = ("manifests", "custom-resources", "examples", "helm/previews")
 RELEASES_FILE = "helm/releases.yaml"
 OBJECT_META_REF = "https://kubernetes.io/api/_definitions.json#/$defs/io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"
 MAX_ERRORS_PER_OBJECT = 10
@@ -96,20 +98,25 @@ def validate_output(
             continue
         checks.extend(_check_object(file, obj, schemas, crds) for obj in documents)
         objects.extend(obj for obj in documents if isinstance(obj, dict) and isinstance(obj.get("metadata"), dict))
-    checks.extend(_check_efa_requests(objects))
+    checks.extend(_check_fabric_requests(objects))
     checks.extend(_check_releases(out_dir, Path(chart_values_dir) if chart_values_dir else None))
     return Report(tuple(checks))
 
 
-def _check_efa_requests(objects: list[dict]) -> list[Check]:
-    """Workloads that select libfabric's EFA provider must request EFA devices, or NCCL silently uses TCP."""
+def _check_fabric_requests(objects: list[dict]) -> list[Check]:
+    """Workloads that select a fabric (EFA's libfabric provider, InfiniBand verbs) must request its devices, or
+    NCCL silently uses TCP."""
     if not any(obj.get("kind") in POD_SPEC_PATHS for obj in objects):
         return []
-    hits = efa_env_without_request(objects)
-    if not hits:
-        return [Check("(all files)", "workloads", "efa-request", "ok")]
-    detail = "sets FI_PROVIDER=efa but requests no vpc.amazonaws.com/efa: NCCL would fall back to TCP"
-    return [Check("(all files)", hit, "efa-request", "fail", detail) for hit in hits]
+    checks = []
+    for check, find, detail in (
+        ("efa-request", efa_env_without_request, "sets FI_PROVIDER=efa but requests no vpc.amazonaws.com/efa"),
+        ("rdma-request", ib_env_without_request, "sets NCCL_IB_DISABLE=0 but requests no rdma/... resource"),
+    ):
+        hits = find(objects)
+        fails = [Check("(all files)", hit, check, "fail", f"{detail}: NCCL would fall back to TCP") for hit in hits]
+        checks.extend(fails or [Check("(all files)", "workloads", check, "ok")])
+    return checks
 
 
 # --- objects --------------------------------------------------------------------------------------------

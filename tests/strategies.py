@@ -77,6 +77,13 @@ def label_values() -> st.SearchStrategy[str]:
     return st.from_regex(rf"({_LABEL_NAME})?", fullmatch=True)
 
 
+def _versions_for(fabric: str) -> list[str]:
+    """Kubernetes versions a fabric allows: InfiniBand's network operator needs 1.32 or newer."""
+    if fabric != "infiniband":
+        return list(SUPPORTED_KUBERNETES_VERSIONS)
+    return [v for v in SUPPORTED_KUBERNETES_VERSIONS if int(v.split(".")[1]) >= 32]
+
+
 def exact_versions() -> st.SearchStrategy[str]:
     return st.from_regex(r"v?[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}(-[a-z0-9]{1,8})?", fullmatch=True)
 
@@ -313,7 +320,7 @@ def valid_specs(draw, platforms: tuple[str, ...] = PLATFORMS) -> dict:
 
     kubernetes: dict[str, Any] = {
         "distribution": distribution,
-        "version": draw(st.sampled_from(SUPPORTED_KUBERNETES_VERSIONS)),
+        "version": draw(st.sampled_from(_versions_for(fabric))),
     }
     if draw(st.booleans()):
         pod = draw(st.sampled_from(POD_CIDRS))
@@ -333,8 +340,9 @@ def valid_specs(draw, platforms: tuple[str, ...] = PLATFORMS) -> dict:
             draw,
             network,
             "ib_hcas",
-            st.lists(st.sampled_from(["mlx5_0", "mlx5_1", "mlx5_2", "mlx5"]), max_size=4, unique=True),
+            st.lists(st.sampled_from(["mlx5_0", "mlx5_1", "mlx5_2", "mlx5_3:1"]), max_size=4, unique=True),
         )
+        _maybe(draw, network, "rdma_resource", st.sampled_from(["rdma/ib", "rdma/shared_hca"]))
     raw["network"] = network
 
     runtimes = ["containerd"] if distribution == "eks" else ["containerd", "cri-o"]

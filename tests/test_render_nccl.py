@@ -8,6 +8,7 @@ from gpucluster.render.gpu import operator_values
 from gpucluster.render.nccl import (
     EFA_RESOURCE,
     efa_env_without_request,
+    ib_env_without_request,
     nccl_config_maps,
     nccl_test_example,
 )
@@ -169,6 +170,33 @@ def test_efa_requested_exactly_when_the_pool_has_efa(stack):
     assert (EFA_RESOURCE in limits) == (pool.efa_interfaces > 0)
 
 
+def test_example_on_infiniband_requests_the_hcas():
+    # Without the RDMA resource the pod has no HCA and NCCL_IB_DISABLE=0 silently falls back to sockets.
+    config_maps, [job] = rendered("onprem-dgx")
+    for section in ("requests", "limits"):
+        assert container_of(job)["resources"][section]["rdma/ib"] == "1"
+    assert ib_env_without_request([*config_maps, job]) == []
+    network = {**spec_of("onprem-dgx").network.model_dump(), "rdma_resource": "rdma/hca_shared"}
+    [job] = nccl_test_example(make_plan(spec_of("onprem-dgx", network=network)))
+    assert container_of(job)["resources"]["limits"]["rdma/hca_shared"] == "1"
+
+
+@pytest.mark.parametrize("stack", ["eks-t4", "eks-h100", "onprem-kubeadm"])
+def test_example_off_infiniband_requests_no_hca(stack):
+    [job] = rendered(stack)[1]
+    assert not [r for r in container_of(job)["resources"]["limits"] if r.startswith("rdma/")]
+
+
+def test_ib_guard_catches_an_example_without_the_hca_request():
+    config_maps, [job] = rendered("onprem-dgx")
+    mutated = copy.deepcopy(job)
+    for section in container_of(mutated)["resources"].values():
+        del section["rdma/ib"]
+    assert ib_env_without_request([*config_maps, mutated]) == [
+        "Job ai-training/nccl-allreduce-test container all-reduce"
+    ]
+
+
 @pytest.mark.parametrize("stack", STACKS)
 def test_example_is_wired_to_the_pool_and_locked_down(stack):
     plan = make_plan(spec_of(stack))
@@ -203,9 +231,10 @@ def test_no_example_when_no_efa_pool_has_whole_gpus():
 
 
 @pytest.mark.parametrize("stack", STACKS)
-def test_rendered_example_passes_the_efa_guard(stack):
+def test_rendered_example_passes_the_fabric_guards(stack):
     config_maps, example = rendered(stack)
     assert efa_env_without_request(config_maps + example) == []
+    assert ib_env_without_request(config_maps + example) == []
 
 
 def test_guard_catches_an_example_without_the_efa_request():

@@ -102,6 +102,7 @@ def test_valid_builtin_objects_pass(tmp_path):
         Check("manifests/10-base.yaml", "ConfigMap team-a/settings", "kubernetes-schema", "ok"),
         Check("manifests/10-base.yaml", "Deployment team-a/web", "kubernetes-schema", "ok"),
         Check("(all files)", "workloads", "efa-request", "ok"),
+        Check("(all files)", "workloads", "rdma-request", "ok"),
     )
 
 
@@ -429,3 +430,22 @@ def test_workload_selecting_efa_without_requesting_it_fails(tmp_path):
     out = write_output(tmp_path / "fixed", {"examples/train.yaml": [job]})
     [efa] = [c for c in validate_output(out, K8S).checks if c.check == "efa-request"]
     assert efa.status == "ok"
+
+
+def test_workload_with_infiniband_on_but_no_hca_fails(tmp_path):
+    config_map = {
+        **CONFIGMAP,
+        "metadata": {"name": "nccl-env-ib", "namespace": "team-a"},
+        "data": {"NCCL_IB_DISABLE": "0"},
+    }
+    deployment = copy.deepcopy(DEPLOYMENT)
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    container["envFrom"] = [{"configMapRef": {"name": "nccl-env-ib"}}]
+    out = write_output(tmp_path, {"manifests/10-base.yaml": [config_map, deployment]})
+    [rdma] = [c for c in validate_output(out, K8S).checks if c.check == "rdma-request"]
+    assert rdma.status == "fail" and rdma.subject == "Deployment team-a/web container web"
+
+    container["resources"] = {"limits": {"rdma/ib": 1}}
+    out = write_output(tmp_path / "fixed", {"manifests/10-base.yaml": [config_map, deployment]})
+    [rdma] = [c for c in validate_output(out, K8S).checks if c.check == "rdma-request"]
+    assert rdma.status == "ok"

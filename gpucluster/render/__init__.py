@@ -7,7 +7,7 @@ group of objects goes to (``NN-`` prefixes give the ``kubectl apply`` order).
 from __future__ import annotations
 
 from gpucluster.plan import make_plan
-from gpucluster.render import admission, backups, gpu, ingress, namespaces, nccl, tenancy
+from gpucluster.render import admission, backups, fabric, gpu, ingress, namespaces, nccl, tenancy
 from gpucluster.render.bundle import Bundle
 from gpucluster.spec import ClusterSpec
 
@@ -26,6 +26,13 @@ def render(spec: ClusterSpec) -> Bundle:
             "60-ingress": ingress.alb_ingress(plan),
             "70-backups": backups.etcd_snapshot_objects(plan),
         },
-        releases=[gpu.operator_release(plan), *ingress.ingress_releases(plan), *backups.velero_release(plan)],
+        releases=[
+            gpu.operator_release(plan),
+            *fabric.efa_device_plugin_release(plan),
+            *fabric.network_operator_release(plan),
+            *ingress.ingress_releases(plan),
+            *backups.velero_release(plan),
+        ],
+        custom_resources={"10-network-operator": fabric.nic_cluster_policy(plan)},
         examples={"nccl-test": nccl.nccl_test_example(plan)},
     )

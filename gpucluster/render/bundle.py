@@ -5,6 +5,8 @@ Layout of an output directory:
 - ``manifests/NN-<component>.yaml``: objects to ``kubectl apply -f manifests/`` (in file order);
 - ``helm/releases.yaml`` and ``helm/<release>.values.yaml``: upstream charts, pinned, with our values;
 - ``helm/previews/<release>.yaml``: objects a chart creates from those values (checked, not applied);
+- ``custom-resources/NN-<component>.yaml``: custom resources whose CRDs a release installs, to apply after
+  the releases;
 - ``examples/<name>.yaml``: sample workloads wired for this cluster (not applied);
 - ``SHA256SUMS``: every other file with its sha256 (``sha256sum -c SHA256SUMS``).
 """
@@ -38,6 +40,7 @@ class HelmRelease:
 class Bundle:
     manifests: dict[str, list[dict]]
     releases: list[HelmRelease] = field(default_factory=list)
+    custom_resources: dict[str, list[dict]] = field(default_factory=dict)
     examples: dict[str, list[dict]] = field(default_factory=dict)
 
     def files(self) -> dict[str, bytes]:
@@ -63,6 +66,9 @@ class Bundle:
             texts[f"helm/{release.values_file}"] = to_yaml(release.values)
             if release.previews:
                 texts[f"helm/previews/{release.name}.yaml"] = to_yaml_documents(list(release.previews))
+        for component, objects in sorted(self.custom_resources.items()):
+            if objects:
+                texts[f"custom-resources/{component}.yaml"] = to_yaml_documents(objects)
         for name, objects in sorted(self.examples.items()):
             texts[f"examples/{name}.yaml"] = to_yaml_documents(objects)
         files = {path: text.encode() for path, text in texts.items()}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from gpucluster.plan import Plan
 from gpucluster.render.k8s import k8s_object
-from gpucluster.spec import GPU_OPERATOR_NAMESPACE, INGRESS_NAMESPACE, VELERO_NAMESPACE
+from gpucluster.spec import GPU_OPERATOR_NAMESPACE, INGRESS_NAMESPACE, NETWORK_OPERATOR_NAMESPACE, VELERO_NAMESPACE
 
 TENANT_LABEL = "gpucluster.io/tenant"
 
@@ -28,5 +28,8 @@ def namespaces(plan: Plan) -> list[dict]:
     if velero.enabled:
         # The node agent reads volumes through host paths, which only "privileged" admits.
         objects.append(_namespace(VELERO_NAMESPACE, "privileged" if velero.file_system_backup else "baseline"))
+    if any(pool.fabric == "infiniband" for pool in plan.pools):
+        # The network operator's device plugin DaemonSets mount host paths.
+        objects.append(_namespace(NETWORK_OPERATOR_NAMESPACE, "privileged"))
     objects += [_namespace(t.ns, "baseline", {TENANT_LABEL: t.name}) for t in plan.spec.tenants]
     return objects

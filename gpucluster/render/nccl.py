@@ -12,6 +12,8 @@ On EFA, setting ``FI_PROVIDER=efa`` is not enough: a container that does not als
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from gpucluster.catalog import catalog
 from gpucluster.plan import POOL_LABEL, Plan, PoolPlan, ib_settings
 from gpucluster.render.k8s import config_map, k8s_object
@@ -86,6 +88,19 @@ def _test_pool(plan: Plan) -> PoolPlan | None:
     return max(candidates, key=lambda pool: pool.gpus_per_node, default=None)
 
 
+def pod_devices(plan: Plan, pool: PoolPlan) -> dict[str, str]:
+    """What one pod using a whole node of the pool requests: its GPUs and its fabric's devices.
+
+    Without the fabric request the container has no EFA device / HCA, and NCCL silently falls back to TCP.
+    """
+    devices = {GPU_RESOURCE: str(pool.gpus_per_node)}
+    if pool.fabric == "efa":
+        devices[EFA_RESOURCE] = str(pool.efa_interfaces)
+    elif pool.fabric == "infiniband":
+        devices[plan.spec.network.rdma_resource] = "1"
+    return devices
+
+
 def _namespace_for(plan: Plan, pool: PoolPlan) -> str | None:
     """The first workload namespace whose workloads may use the pool."""
     return next((ns for ns in plan.workload_namespaces if pool in plan.pools_for_namespace(ns)), None)
@@ -105,8 +120,8 @@ def nccl_test_example(plan: Plan) -> list[dict]:
     torchrun across pods). CPU and memory come from the namespace's LimitRange. Empty when no pool
     offers whole GPUs (on fabric efa: whole GPUs with EFA).
 
-    On InfiniBand the pod also needs the RDMA devices, which a device plugin such as NVIDIA's network
-    operator advertises under a site-specific resource name; the spec does not name it yet.
+    On InfiniBand the pod also requests the HCAs (``network.rdma_resource``, which the network operator's RDMA
+    shared device plugin advertises): without them NCCL finds no InfiniBand device and silently uses sockets.
     """
     pool = _test_pool(plan)
     if pool is None:
@@ -114,10 +129,7 @@ def nccl_test_example(plan: Plan) -> list[dict]:
     namespace = _namespace_for(plan, pool)
     if namespace is None:
         return []
-    devices = {GPU_RESOURCE: str(pool.gpus_per_node)}
-    if pool.efa_interfaces:
-        # Without this request the container has no EFA device and FI_PROVIDER=efa silently falls back to TCP.
-        devices[EFA_RESOURCE] = str(pool.efa_interfaces)
+    devices = pod_devices(plan, pool)
     container = {
         "name": "all-reduce",
         "image": NCCL_TEST_IMAGE,
@@ -142,7 +154,7 @@ def nccl_test_example(plan: Plan) -> list[dict]:
     return [k8s_object("batch/v1", "Job", NCCL_TEST_NAME, namespace, labels, spec=spec)]
 
 
-# --- the EFA request guard --------------------------------------------------------------------------
+# --- the fabric request guards ----------------------------------------------------------------------
 
 
 def efa_env_without_request(objects: list[dict]) -> list[str]:
@@ -152,6 +164,20 @@ def efa_env_without_request(objects: list[dict]) -> list[str]:
     of a ConfigMap; ConfigMaps are looked up among ``objects``, in the workload's namespace. Each hit is
     named ``"<Kind> <namespace>/<name> container <container>"``.
     """
+    return _env_without_request(objects, lambda env: env.get("FI_PROVIDER") == "efa", lambda name: name == EFA_RESOURCE)
+
+
+def ib_env_without_request(objects: list[dict]) -> list[str]:
+    """Containers that turn NCCL's InfiniBand transport on (``NCCL_IB_DISABLE=0``) but request no ``rdma/...``
+    resource: they have no HCA and NCCL silently uses sockets. Found and named as ``efa_env_without_request``."""
+    return _env_without_request(
+        objects, lambda env: env.get("NCCL_IB_DISABLE") == "0", lambda name: name.startswith("rdma/")
+    )
+
+
+def _env_without_request(
+    objects: list[dict], selects: Callable[[dict[str, str]], bool], is_device: Callable[[str], bool]
+) -> list[str]:
     config_maps = {
         (_namespace(obj), obj["metadata"]["name"]): obj.get("data", {})
         for obj in objects
@@ -165,8 +191,7 @@ def efa_env_without_request(objects: list[dict]) -> list[str]:
         namespace = _namespace(obj)
         in_namespace = {name: data for (ns, name), data in config_maps.items() if ns == namespace}
         for container in [*pod_spec.get("initContainers", []), *pod_spec.get("containers", [])]:
-            env = _effective_env(container, in_namespace)
-            if env.get("FI_PROVIDER") == "efa" and not _requests_efa(container):
+            if selects(_effective_env(container, in_namespace)) and not _requests(container, is_device):
                 hits.append(f"{obj['kind']} {namespace}/{obj['metadata']['name']} container {container['name']}")
     return hits
 
@@ -203,6 +228,10 @@ def _effective_env(container: dict, config_maps: dict[str, dict]) -> dict[str, s
     return env
 
 
-def _requests_efa(container: dict) -> bool:
+def _requests(container: dict, is_device: Callable[[str], bool]) -> bool:
     resources = container.get("resources", {})
-    return any(int(str(resources.get(section, {}).get(EFA_RESOURCE, 0))) > 0 for section in ("limits", "requests"))
+    return any(
+        is_device(name) and int(str(count)) > 0
+        for section in ("limits", "requests")
+        for name, count in resources.get(section, {}).items()
+    )
