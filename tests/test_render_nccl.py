@@ -51,11 +51,32 @@ def test_objects_pass_the_strict_kubernetes_schema(stack):
 def test_one_config_map_per_workload_namespace_and_pool(stack):
     plan = make_plan(spec_of(stack))
     config_maps = nccl_config_maps(plan)
-    expected = [(ns, f"nccl-env-{pool.name}") for ns in plan.workload_namespaces for pool in plan.pools]
+    expected = [
+        (ns, f"nccl-env-{pool.name}") for ns in plan.workload_namespaces for pool in plan.pools_for_namespace(ns)
+    ]
     assert [(cm["metadata"]["namespace"], cm["metadata"]["name"]) for cm in config_maps] == expected
     for cm in config_maps:
         assert all(isinstance(value, str) for value in cm["data"].values())
         assert cm["data"]["NCCL_DEBUG"] == "WARN"
+
+
+def test_a_tenant_gets_the_config_maps_of_its_pools_only():
+    names = {}
+    for namespace, name in env_of(spec_of("onprem-dgx")):
+        names.setdefault(namespace, []).append(name)
+    assert names == {
+        "ai-training": ["nccl-env-dgx-train", "nccl-env-dgx-mig", "nccl-env-dgx-dev"],
+        "ai-inference": ["nccl-env-dgx-mig", "nccl-env-dgx-dev"],  # pools: [dgx-mig, dgx-dev]
+    }
+
+
+def test_example_runs_in_a_namespace_allowed_on_its_pool():
+    raw = spec_of("onprem-dgx").model_dump(mode="json")
+    raw["tenants"][0]["pools"] = ["dgx-mig"]
+    raw["tenants"][1]["pools"] = None
+    [job] = nccl_test_example(make_plan(ClusterSpec.model_validate(raw)))
+    assert job["spec"]["template"]["spec"]["nodeSelector"][POOL_LABEL] == "dgx-train"
+    assert job["metadata"]["namespace"] == "ai-inference"
 
 
 def test_ethernet_uses_sockets():
@@ -204,7 +225,7 @@ def test_example_is_wired_to_the_pool_and_locked_down(stack):
     pod = job["spec"]["template"]["spec"]
     pool = next(p for p in plan.pools if p.name == pod["nodeSelector"][POOL_LABEL])
     container = container_of(job)
-    assert job["metadata"]["namespace"] == plan.workload_namespaces[0]
+    assert pool in plan.pools_for_namespace(job["metadata"]["namespace"])
     assert {(t.key, t.effect) for t in pool.taints} <= {(t["key"], t["effect"]) for t in pod["tolerations"]}
     assert container["envFrom"] == [{"configMapRef": {"name": f"nccl-env-{pool.name}"}}]
     image, _, tag = container["image"].rpartition(":")
