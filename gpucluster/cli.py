@@ -176,6 +176,49 @@ def schema(
     sys.stdout.write(spec_markdown() if markdown else spec_json_schema())
 
 
+@app.command()
+def guardian(
+    mode: Annotated[
+        str, typer.Option("--mode", help="kubernetes: evict pods, cordon the node; host: SIGTERM.")
+    ] = "host",
+    limit: Annotated[int, typer.Option("--limit", min=40, max=100, help="Act above this temperature (°C).")] = 75,
+    interval: Annotated[int, typer.Option("--interval", min=1, help="Seconds between reads.")] = 30,
+    node: Annotated[str | None, typer.Option("--node", envvar="NODE_NAME", help="This node (kubernetes mode).")] = None,
+    metrics_address: Annotated[str, typer.Option("--metrics-address", help="Where /metrics listens.")] = "127.0.0.1",
+    metrics_port: Annotated[int, typer.Option("--metrics-port", min=0, max=65535, help="0: no metrics.")] = 9824,
+    once: Annotated[bool, typer.Option("--once", help="Check once and exit (0: all cool, 1: acted).")] = False,
+) -> None:
+    """Thermal guardian: stop the work on any GPU hotter than --limit (seed 001). Runs until stopped."""
+    import logging
+    import signal
+
+    from gpucluster.guardian import Guardian, KubernetesActions, NvmlReader, NvmlUnavailable
+
+    if mode not in ("kubernetes", "host"):
+        err.print(f"error: --mode must be 'kubernetes' or 'host', not {mode!r}", style="red")
+        raise typer.Exit(EXIT_BAD_INPUT)
+    if mode == "kubernetes" and not node:
+        err.print("error: kubernetes mode needs --node (or NODE_NAME from the downward API)", style="red")
+        raise typer.Exit(EXIT_BAD_INPUT)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    try:
+        reader = NvmlReader()
+    except NvmlUnavailable as error:
+        err.print(f"error: {error}", style="red", highlight=False, markup=False)
+        raise typer.Exit(EXIT_BAD_INPUT) from None
+    actions = KubernetesActions(node) if mode == "kubernetes" and node else None
+    watcher = Guardian(reader, limit=limit, kubernetes=actions)
+    if once:
+        raise typer.Exit(EXIT_FAILED if watcher.check() else EXIT_OK)
+    if metrics_port:
+        from prometheus_client import start_http_server
+
+        start_http_server(metrics_port, addr=metrics_address, registry=watcher.metrics.registry)
+    stopping: list[int] = []
+    signal.signal(signal.SIGTERM, lambda number, frame: stopping.append(number))
+    watcher.run(interval, stop=lambda: bool(stopping))
+
+
 backup_app = typer.Typer(
     help="What the stack's backups produce and how to restore from them.", no_args_is_help=True, rich_markup_mode=None
 )

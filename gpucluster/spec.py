@@ -491,9 +491,23 @@ class IngressSpec(SpecModel):
     )
 
 
+class GuardianSpec(SpecModel):
+    """The thermal guardian (seed 001): evicts the pods on a GPU above the limit and cordons the node."""
+
+    enabled: bool = Field(False, description="Run the guardian on every GPU node (a DaemonSet).")
+    limit_celsius: int = Field(75, ge=40, le=100, description="Act when a GPU is hotter than this (°C).")
+    interval_seconds: int = Field(30, ge=5, le=3600, description="How often each GPU is read.")
+    image: str | None = Field(
+        None,
+        pattern=r"^[a-z0-9]+([._/:-][a-zA-Z0-9_.-]+)*(:[A-Za-z0-9_.-]+|@sha256:[0-9a-f]{64})$",
+        description="The guardian image (built from images/guardian/Dockerfile), pinned by tag or digest.",
+    )
+
+
 class MonitoringSpec(SpecModel):
     enabled: bool = Field(True, description="Scrape GPU metrics (dcgm-exporter ServiceMonitor).")
     gpu_temperature_alert_celsius: int = Field(85, ge=50, le=110, description="Alert above this GPU temperature.")
+    guardian: GuardianSpec = Field(GuardianSpec(), description="The thermal guardian on GPU nodes.")
 
 
 class AutoscalingSpec(SpecModel):
@@ -666,6 +680,7 @@ def _rule_violations(spec: ClusterSpec):
     yield from _tenant_rules(spec)
     yield from _datastore_rules(spec)
     yield from _backup_rules(spec)
+    yield from _guardian_rules(spec)
 
 
 def _platform_rules(spec: ClusterSpec):
@@ -1058,3 +1073,12 @@ def _backup_rules(spec: ClusterSpec):
         yield Violation(
             (*epath, "upload"), True, "uploads go to the Velero bucket: enable backups.velero with a bucket"
         )
+
+
+def _guardian_rules(spec: ClusterSpec):
+    guardian = spec.monitoring.guardian
+    path = ("monitoring", "guardian", "image")
+    if guardian.enabled and guardian.image is None:
+        yield Violation(path, None, "name the guardian image you built from images/guardian/Dockerfile")
+    if guardian.image and guardian.image.endswith(":latest"):
+        yield Violation(path, guardian.image, "pin a version tag or digest; 'latest' drifts")

@@ -7,7 +7,7 @@ group of objects goes to (``NN-`` prefixes give the ``kubectl apply`` order).
 from __future__ import annotations
 
 from gpucluster.plan import make_plan
-from gpucluster.render import admission, backups, fabric, gpu, ingress, namespaces, nccl, tenancy
+from gpucluster.render import admission, backups, fabric, gpu, guardian, ingress, namespaces, nccl, tenancy
 from gpucluster.render.bundle import Bundle
 from gpucluster.spec import ClusterSpec
 
@@ -25,6 +25,7 @@ def render(spec: ClusterSpec) -> Bundle:
             "50-nccl": nccl.nccl_config_maps(plan),
             "60-ingress": ingress.alb_ingress(plan),
             "70-backups": backups.etcd_snapshot_objects(plan),
+            "80-guardian": guardian.guardian_objects(plan),
         },
         releases=[
             gpu.operator_release(plan),

@@ -75,7 +75,7 @@ def config_maps(plan: Plan) -> list[dict]:
     return objects
 
 
-def _tolerations(plan: Plan) -> list[dict]:
+def pool_tolerations(plan: Plan) -> list[dict]:
     """Operand DaemonSets tolerate every taint a GPU pool carries."""
     seen: dict[tuple, dict] = {}
     for pool in plan.pools:
@@ -126,7 +126,7 @@ def operator_values(plan: Plan) -> dict:
         toolkit["env"] = toolkit_env(plan)
     return {
         "cdi": {"enabled": spec.runtime.cdi},
-        "daemonsets": {"tolerations": _tolerations(plan)},
+        "daemonsets": {"tolerations": pool_tolerations(plan)},
         "driver": {
             "enabled": spec.gpu_stack.driver == "operator",
             "version": spec.gpu_stack.driver_version,
