@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
 from ipaddress import IPv4Network, ip_address
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import (
     AfterValidator,
@@ -447,6 +447,10 @@ class ComponentVersions(SpecModel):
     )
 
 
+EgressChoice = Literal["https", "cluster-only", "internet"]
+EGRESS_CHOICES: tuple[str, ...] = get_args(EgressChoice)
+
+
 class Tenant(SpecModel):
     name: DnsLabel
     namespace: DnsLabel | None = Field(None, description="Defaults to the tenant name.")
@@ -466,12 +470,35 @@ class Tenant(SpecModel):
             " required node affinity on gpucluster.io/pool."
         ),
     )
+    egress: EgressChoice | list[Cidr] = Field(
+        "https",
+        description=(
+            "Where the tenant's pods may connect, besides cluster DNS, their own namespace, the monitoring"
+            " namespace and the Kubernetes API server, which every choice allows. https: TCP 443 anywhere"
+            " (object storage, STS, registries); cluster-only: pods in every namespace, nothing outside the"
+            " cluster; internet: everything; a list of CIDRs: every port in those networks only."
+        ),
+    )
     cpu: Quantity = Field(description="Quota: requests.cpu (limits.cpu is twice this).")
     memory: Quantity = Field(description="Quota: requests.memory (limits.memory is the same).")
     default_cpu: Quantity = Field("1", description="LimitRange: default CPU limit per container.")
     default_memory: Quantity = Field("4Gi", description="LimitRange: default memory limit per container.")
     groups: list[str] = Field(default_factory=list, description="Identity groups bound to the tenant's Role.")
     users: list[str] = Field(default_factory=list, description="Users bound to the tenant's Role.")
+
+    @field_validator("egress", mode="before")
+    @classmethod
+    def _egress_choice(cls, value: Any) -> Any:
+        """One clear message instead of one per union member."""
+        choices = "'https', 'cluster-only', 'internet' or a list of CIDRs such as ['10.50.0.0/16']"
+        if (isinstance(value, str) and value not in EGRESS_CHOICES) or not isinstance(value, (str, list)):
+            raise ValueError(f"{value!r} is not a choice; use {choices}")
+        for index, item in enumerate(value if isinstance(value, list) else []):
+            try:
+                IPv4Network(item if isinstance(item, str) else "")
+            except ValueError:
+                raise ValueError(f"item {index}, {item!r}, is not an IPv4 network such as '10.50.0.0/16'") from None
+        return value
 
     @property
     def ns(self) -> str:

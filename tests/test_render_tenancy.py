@@ -1,5 +1,6 @@
 import kubernetes_validate
 import pytest
+from netpol import Ip, Pod, egress_allowed
 
 from gpucluster.plan import make_plan
 from gpucluster.render.tenancy import (
@@ -229,3 +230,66 @@ def test_no_second_budget_for_ingress_nginx():
     # Its chart renders one at replicaCount 2; two budgets over the same pods make evictions fail.
     budgets = disruption_budgets(make_plan(spec_of("eks-t4")))
     assert not [b for b in budgets if "ingress-nginx" in b["spec"]["selector"]["matchLabels"].values()]
+
+
+# --- egress ----------------------------------------------------------------------------------------------
+
+S3 = Ip("52.216.8.1")
+DNS = Pod("kube-system", {"k8s-app": "kube-dns"})
+
+
+def egress_of(spec: ClusterSpec, namespace: str) -> list[dict]:
+    return [p for p in network_policies(make_plan(spec)) if p["metadata"]["namespace"] == namespace]
+
+
+def test_default_egress_reaches_https_dns_monitoring_and_the_api_server():
+    policies = egress_of(spec_of("onprem-dgx"), "ai-training")
+    assert egress_allowed(policies, S3, 443)
+    assert not egress_allowed(policies, S3, 80)
+    assert egress_allowed(policies, Ip("192.168.1.11"), 6443)  # kube-apiserver on a control-plane host
+    assert egress_allowed(policies, DNS, 53, "UDP")
+    assert egress_allowed(policies, Pod("monitoring", {"app": "pushgateway"}), 9091)
+    assert egress_allowed(policies, Pod("ai-training"), 29500)
+    assert not egress_allowed(policies, Pod("ai-inference"), 8000)
+    assert not egress_allowed(policies, Ip("192.168.1.21"), 22)
+
+
+def test_on_eks_the_api_server_is_reached_in_the_vpc():
+    policies = egress_of(with_tenant("eks-t4", egress=["10.99.0.0/16"]), "gpu-orchestrator")
+    assert egress_allowed(policies, Ip("10.20.3.7"), 443)  # vpc_cidr 10.20.0.0/16
+    assert not egress_allowed(policies, S3, 443)
+
+
+def test_cluster_only_reaches_every_pod_and_nothing_outside():
+    policies = egress_of(with_tenant("onprem-dgx", egress="cluster-only"), "ai-training")
+    assert egress_allowed(policies, Pod("ai-inference"), 8000)
+    assert egress_allowed(policies, Pod("model-registry", {"app": "registry"}), 5000)
+    assert egress_allowed(policies, Ip("192.168.1.12"), 6443)
+    assert not egress_allowed(policies, S3, 443)
+
+
+def test_internet_reaches_everything():
+    policies = egress_of(with_tenant("onprem-dgx", egress="internet"), "ai-training")
+    assert egress_allowed(policies, Ip("1.1.1.1"), 22)
+    assert egress_allowed(policies, S3, 80)
+
+
+def test_a_cidr_list_reaches_those_networks_on_every_port():
+    policies = egress_of(with_tenant("onprem-dgx", egress=["10.50.0.0/16", "172.16.4.0/24"]), "ai-training")
+    assert egress_allowed(policies, Ip("10.50.1.9"), 9000)
+    assert egress_allowed(policies, Ip("172.16.4.200"), 2049, "UDP")
+    assert not egress_allowed(policies, Ip("172.16.5.1"), 2049)
+    assert not egress_allowed(policies, S3, 443)
+
+
+def test_an_empty_cidr_list_adds_nothing():
+    policies = egress_of(with_tenant("onprem-dgx", egress=[]), "ai-training")
+    assert not egress_allowed(policies, S3, 443)
+    assert not egress_allowed(policies, Ip("10.0.0.1"), 80)
+    assert egress_allowed(policies, Ip("192.168.1.11"), 6443)
+
+
+def test_without_tenants_the_default_namespace_gets_the_default_egress():
+    policies = egress_of(spec_of("onprem-dgx", tenants=[]), "default")
+    assert egress_allowed(policies, S3, 443)
+    assert not egress_allowed(policies, S3, 8080)

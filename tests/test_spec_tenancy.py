@@ -97,3 +97,14 @@ def test_gpus_need_a_pool_advertising_whole_gpus():
     assert "resources" in problems(raw)[("tenants", 1, "gpus")]
     raw["tenants"][1]["gpus"] = 0
     assert problems(raw) == {}
+
+
+@pytest.mark.parametrize("egress", ["https", "cluster-only", "internet", ["10.50.0.0/16"], []])
+def test_egress_choices_are_accepted(egress):
+    assert problems(with_tenant("onprem-dgx", egress=egress)) == {}
+
+
+@pytest.mark.parametrize("egress", ["everywhere", ["10.50.0.0/33"], "10.50.0.0/16"])
+def test_bad_egress_is_refused_at_its_path(egress):
+    message = problems(with_tenant("onprem-dgx", egress=egress))[("tenants", 0, "egress")]
+    assert "'10.50.0.0/16'" in message

@@ -18,6 +18,9 @@ from gpucluster.spec import GPU_OPERATOR_NAMESPACE, INGRESS_NAMESPACE, MONITORIN
 RBAC_API_GROUP = "rbac.authorization.k8s.io"
 WORKLOAD_ROLE = "gpu-workloads"
 NAMESPACE_NAME_LABEL = "kubernetes.io/metadata.name"
+DEFAULT_EGRESS = Tenant.model_fields["egress"].default  # for ``default`` when there are no tenants
+ANYWHERE = "0.0.0.0/0"
+API_SERVER_PORT = 6443  # kube-apiserver --secure-port on kubeadm and k3s
 
 _READ = ["get", "list", "watch"]
 _MANAGE = [*_READ, "create", "update", "patch", "delete"]
@@ -116,12 +119,11 @@ def _role_binding(tenant: Tenant) -> dict:
 
 def network_policies(plan: Plan) -> list[dict]:
     """Deny by default in every workload namespace, then allow DNS, the namespace's own pods (NCCL
-    between the workers of a job), Prometheus when monitoring is on, and the ingress controller when
-    there is one.
-
-    Egress anywhere else (the API server, object storage, package indexes) stays closed.
+    between the workers of a job), Prometheus when monitoring is on, the ingress controller when there
+    is one, and the egress the tenant chose (``allow-egress``, see ``_egress_rules``).
     """
     objects: list[dict] = []
+    egress = {tenant.ns: tenant.egress for tenant in plan.spec.tenants}
     # System namespaces (gpu-operator, kube-system, ...) are never isolated: the spec refuses tenants there.
     for namespace in plan.workload_namespaces:
         objects += [
@@ -139,7 +141,35 @@ def network_policies(plan: Plan) -> list[dict]:
             objects.append(_allow_from_namespace("allow-monitoring", namespace, MONITORING_NAMESPACE))
         if plan.spec.ingress.controller == "nginx":
             objects.append(_allow_from_namespace("allow-ingress-controller", namespace, INGRESS_NAMESPACE))
+        rules = _egress_rules(plan, egress.get(namespace, DEFAULT_EGRESS))
+        objects.append(_policy("allow-egress", namespace, ["Egress"], egress=rules))
     return objects
+
+
+def _egress_rules(plan: Plan, choice: str | list) -> list[dict]:
+    """The API server and the monitoring namespace (Pushgateway, OTLP), then the tenant's choice:
+    ``https`` TCP 443 anywhere, ``cluster-only`` every pod, ``internet`` everything, or the CIDRs listed."""
+    rules = [_api_server_rule(plan)]
+    if plan.spec.monitoring.enabled:
+        rules.append({"to": [_namespace_peer(MONITORING_NAMESPACE)]})
+    if choice == "https":
+        rules.append({"to": [{"ipBlock": {"cidr": ANYWHERE}}], "ports": [{"protocol": "TCP", "port": 443}]})
+    elif choice == "cluster-only":
+        rules.append({"to": [{"namespaceSelector": {}}]})
+    elif choice == "internet":
+        rules.append({})
+    elif choice:  # an empty list adds nothing: a rule with no peers would allow every destination
+        rules.append({"to": [{"ipBlock": {"cidr": str(cidr)}} for cidr in choice]})
+    return rules
+
+
+def _api_server_rule(plan: Plan) -> dict:
+    """The Kubernetes API server as pods reach it (the ``kubernetes`` Service's endpoints, after DNAT):
+    EKS's control-plane network interfaces in the VPC on 443, or the API servers' secure port 6443 on
+    kubeadm and k3s (their addresses may be unknown to the spec, so any address on that port)."""
+    if plan.spec.kubernetes.distribution == "eks" and plan.spec.aws is not None:
+        return {"to": [{"ipBlock": {"cidr": str(plan.spec.aws.vpc_cidr)}}], "ports": [{"protocol": "TCP", "port": 443}]}
+    return {"ports": [{"protocol": "TCP", "port": API_SERVER_PORT}]}
 
 
 def _policy(name: str, namespace: str, policy_types: list[str], **rules: list[dict]) -> dict:
