@@ -223,6 +223,7 @@ NETWORK_OPERATOR_NAMESPACE = "nvidia-network-operator"
 # The network operator chart's kubeVersion: helm refuses to install it on older clusters.
 NETWORK_OPERATOR_MIN_KUBERNETES = "1.32"
 INGRESS_NAMESPACE = "ingress-nginx"
+KUEUE_NAMESPACE = "kueue-system"
 # Namespaces gpucluster or Kubernetes own; a tenant's default-deny policies must never land in them.
 SYSTEM_NAMESPACES = (
     "kube-system",
@@ -233,6 +234,7 @@ SYSTEM_NAMESPACES = (
     MONITORING_NAMESPACE,
     VELERO_NAMESPACE,
     NETWORK_OPERATOR_NAMESPACE,
+    KUEUE_NAMESPACE,
 )
 
 
@@ -505,6 +507,29 @@ class Tenant(SpecModel):
         return self.namespace or self.name
 
 
+class TenancySpec(SpecModel):
+    """How tenants' GPU jobs are admitted: by the ResourceQuota alone, or queued by Kueue in front of it."""
+
+    mode: Literal["quota", "kueue"] = Field(
+        "quota",
+        description=(
+            "quota: each tenant's ResourceQuota refuses pods beyond its grant. kueue: Kueue queues jobs"
+            " labelled kueue.x-k8s.io/queue-name (a LocalQueue 'default' per tenant namespace) against a"
+            " ClusterQueue per tenant with its grant per pool (ResourceFlavor); the ResourceQuota stays as"
+            " the backstop."
+        ),
+    )
+    borrowing: bool = Field(
+        False,
+        description=(
+            "kueue: tenants' ClusterQueues join one cohort and borrow GPUs other tenants leave idle (owners"
+            " reclaim them by preemption). The backstop quota of each GPU resource is then the cohort's total."
+        ),
+    )
+    cohort: DnsLabel = Field("gpu-cohort", description="kueue with borrowing: the cohort's name.")
+    version: ComponentVersion = Field("0.19.2", description="kueue: Kueue Helm chart (and image) version.")
+
+
 class AwsSpec(SpecModel):
     region: Region = Field(description="AWS region; matches aws:region.")
     availability_zones: list[str] = Field(min_length=2, description="At least two, as EKS requires.")
@@ -681,6 +706,7 @@ class ClusterSpec(SpecModel):
     node_pools: list[NodePool] = Field(min_length=1, description="GPU node pools (at least one).")
     components: ComponentVersions = Field(ComponentVersions(), description="Pinned versions of the GPU software.")
     tenants: list[Tenant] = Field(default_factory=list, description="Teams sharing the cluster, with quotas.")
+    tenancy: TenancySpec = Field(TenancySpec(), description="Quotas alone, or Kueue queues in front of them.")
     ingress: IngressSpec = Field(IngressSpec(), description="How traffic reaches workloads.")
     monitoring: MonitoringSpec = Field(MonitoringSpec(), description="GPU metrics and alerts.")
     autoscaling: AutoscalingSpec = Field(AutoscalingSpec(), description="Pod and node autoscaling.")
@@ -972,6 +998,10 @@ def _tenant_rules(spec: ClusterSpec):
     # The plan derives the advertised resource names; imported here as it builds on this module.
     from gpucluster.plan import GPU_RESOURCE, pool_gpu_resources
 
+    if spec.tenancy.mode == "kueue" and not spec.tenants:
+        yield Violation(("tenancy", "mode"), "kueue", "kueue queues tenants' jobs; add 'tenants' or use 'quota'")
+    if spec.tenancy.borrowing and spec.tenancy.mode != "kueue":
+        yield Violation(("tenancy", "borrowing"), True, "borrowing is Kueue's; set tenancy.mode 'kueue'")
     pools = {pool.name: pool for pool in spec.node_pools}
     for index, tenant in enumerate(spec.tenants):
         path = ("tenants", index)

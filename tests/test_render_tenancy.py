@@ -97,6 +97,7 @@ def test_renamed_time_sliced_gpus_are_quoted():
     raw = spec_of("onprem-dgx").model_dump(mode="json")
     raw["node_pools"][2]["sharing"]["rename_by_default"] = True
     raw["tenants"][1]["resources"] = {"nvidia.com/gpu.shared": 6}
+    raw["tenancy"] = {"mode": "quota"}  # Kueue borrowing would quote the cohort's total
     quotas = {
         q["metadata"]["namespace"]: q["spec"]["hard"]
         for q in by_kind(tenant_objects(make_plan(ClusterSpec.model_validate(raw))), "ResourceQuota")
@@ -290,6 +291,6 @@ def test_an_empty_cidr_list_adds_nothing():
 
 
 def test_without_tenants_the_default_namespace_gets_the_default_egress():
-    policies = egress_of(spec_of("onprem-dgx", tenants=[]), "default")
+    policies = egress_of(spec_of("onprem-dgx", tenants=[], tenancy={"mode": "quota"}), "default")
     assert egress_allowed(policies, S3, 443)
     assert not egress_allowed(policies, S3, 8080)

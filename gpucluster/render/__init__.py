@@ -7,7 +7,7 @@ group of objects goes to (``NN-`` prefixes give the ``kubectl apply`` order).
 from __future__ import annotations
 
 from gpucluster.plan import make_plan
-from gpucluster.render import admission, backups, fabric, gpu, guardian, ingress, namespaces, nccl, tenancy
+from gpucluster.render import admission, backups, fabric, gpu, guardian, ingress, kueue, namespaces, nccl, tenancy
 from gpucluster.render.bundle import Bundle
 from gpucluster.spec import ClusterSpec
 
@@ -33,7 +33,11 @@ def render(spec: ClusterSpec) -> Bundle:
             *fabric.network_operator_release(plan),
             *ingress.ingress_releases(plan),
             *backups.velero_release(plan),
+            *kueue.kueue_release(plan),
         ],
-        custom_resources={"10-network-operator": fabric.nic_cluster_policy(plan)},
+        custom_resources={
+            "10-network-operator": fabric.nic_cluster_policy(plan),
+            "20-kueue": kueue.kueue_objects(plan),
+        },
         examples={"nccl-test": nccl.nccl_test_example(plan)},
     )

@@ -71,9 +71,13 @@ def _quota(plan: Plan, tenant: Tenant) -> dict:
     Every GPU resource the cluster advertises gets a line (MIG slices ``nvidia.com/mig-<profile>`` and
     renamed time-sliced GPUs ``nvidia.com/gpu.shared`` are resources of their own, unlimited when
     unquoted), 0 where the tenant is granted none. Extended resources can only be quoted with the
-    ``requests.`` prefix.
+    ``requests.`` prefix. With Kueue borrowing, GPU lines hold the cohort's total (Kueue keeps the shares).
     """
-    hard = {f"requests.{name}": str(count) for name, count in plan.tenant_grants(tenant).items()}
+    grants = plan.tenant_grants(tenant)
+    if plan.spec.tenancy.borrowing:
+        # GPUs a Kueue cohort lends run in the borrower's namespace: the backstop is what the cohort holds.
+        grants = {name: sum(plan.tenant_grants(other)[name] for other in plan.spec.tenants) for name in grants}
+    hard = {f"requests.{name}": str(count) for name, count in grants.items()}
     hard |= {
         "requests.cpu": tenant.cpu,
         "limits.cpu": double_quantity(tenant.cpu),
