@@ -102,6 +102,12 @@ class PoolPlan:
         return {model: mig_layout(self.spec, model) for model in self.gpu_models}
 
     @property
+    def self_managed(self) -> bool:
+        """On EKS: an on-demand base plus a percentage above it needs an Auto Scaling group's
+        MixedInstancesPolicy, which managed node groups do not offer; other pools are managed node groups."""
+        return self.spec.capacity.type == "mixed"
+
+    @property
     def max_gpus(self) -> int:
         return self.gpus_per_node * self.max_nodes
 

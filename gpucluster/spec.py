@@ -530,10 +530,32 @@ class TenancySpec(SpecModel):
     version: ComponentVersion = Field("0.19.2", description="kueue: Kueue Helm chart (and image) version.")
 
 
+IamPrincipalArn = Annotated[
+    str,
+    StringConstraints(pattern=r"^arn:aws(-[a-z]+)*:iam::[0-9]{12}:(role|user)/[A-Za-z0-9+=,.@_/-]+$"),
+    Field(description="An IAM role or user ARN, e.g. 'arn:aws:iam::123456789012:role/platform-admins'."),
+]
+
+
 class AwsSpec(SpecModel):
     region: Region = Field(description="AWS region; matches aws:region.")
     availability_zones: list[str] = Field(min_length=2, description="At least two, as EKS requires.")
     vpc_cidr: Cidr = Field(IPv4Network("10.0.0.0/16"), description="VPC address range.")
+    nat_gateways: Literal["single", "per-az"] = Field(
+        "per-az",
+        description="NAT for the private subnets: one per AZ, or a single one (cheaper; one AZ's outage cuts egress).",
+    )
+    endpoint_access: Literal["public", "private", "public-and-private"] = Field(
+        "public-and-private", description="Where the EKS API endpoint answers: the internet, the VPC, or both."
+    )
+    public_access_cidrs: list[Cidr] | None = Field(
+        None, description="Addresses allowed to the public endpoint; unset means anywhere (0.0.0.0/0)."
+    )
+    admins: list[IamPrincipalArn] = Field(
+        default_factory=list, description="IAM roles/users granted cluster admin through EKS access entries."
+    )
+    owner: str | None = Field(None, max_length=256, description="Value of the owner tag on every AWS resource.")
+    tags: dict[str, str] = Field(default_factory=dict, description="Extra tags on every AWS resource.")
 
 
 class IngressSpec(SpecModel):
@@ -566,7 +588,11 @@ class AutoscalingSpec(SpecModel):
     gpu_utilization_target: int | None = Field(
         None, ge=1, le=100, description="HPA target on DCGM_FI_DEV_GPU_UTIL, percent."
     )
-    cluster_autoscaler: bool = Field(False, description="Scale AWS node pools between min and max.")
+    node_autoscaler: Literal["none", "cluster-autoscaler", "karpenter"] = Field(
+        "none",
+        description="Scale AWS GPU pools between scaling.min and max: cluster-autoscaler resizes their node "
+        "groups; karpenter provisions each pool's nodes from a NodePool instead of a node group.",
+    )
 
 
 # Macros Kubernetes CronJobs and Velero schedules both accept besides five cron fields.
@@ -734,6 +760,8 @@ def _rule_violations(spec: ClusterSpec):
     yield from _datastore_rules(spec)
     yield from _backup_rules(spec)
     yield from _guardian_rules(spec)
+
+    yield from _aws_rules(spec)
 
 
 def _platform_rules(spec: ClusterSpec):
@@ -1039,6 +1067,21 @@ def _tenant_pool_rules(spec: ClusterSpec, tenant: Tenant, path: tuple):
             yield Violation((*path, "pools", pool_index), name, f"no such pool; pools: {', '.join(names)}")
         elif listed.index(name) != pool_index:
             yield Violation((*path, "pools", pool_index), name, "listed twice")
+
+
+def _aws_rules(spec: ClusterSpec):
+    autoscaler = spec.autoscaling.node_autoscaler
+    if autoscaler != "none" and spec.platform != "aws":
+        yield Violation(
+            ("autoscaling", "node_autoscaler"), autoscaler, "node autoscalers resize EKS pools; use 'none' here"
+        )
+    aws = spec.aws
+    if aws is not None and aws.endpoint_access == "private" and aws.public_access_cidrs is not None:
+        yield Violation(
+            ("aws", "public_access_cidrs"),
+            [str(cidr) for cidr in aws.public_access_cidrs],
+            "a private endpoint has no public access; remove it or set endpoint_access",
+        )
 
 
 # --- derived facts the rules and the renderers share -------------------------------------------------

@@ -118,6 +118,10 @@ def aws_sections(draw) -> dict:
     letters = draw(st.lists(st.sampled_from("abcdef"), min_size=2, max_size=3, unique=True))
     section = {"region": region, "availability_zones": [f"{region}{letter}" for letter in letters]}
     _maybe(draw, section, "vpc_cidr", st.sampled_from(VPC_CIDRS))
+    _maybe(draw, section, "nat_gateways", st.sampled_from(["single", "per-az"]))
+    _maybe(draw, section, "endpoint_access", st.sampled_from(["public", "public-and-private"]))
+    _maybe(draw, section, "admins", st.just(["arn:aws:iam::123456789012:role/platform-admins"]))
+    _maybe(draw, section, "owner", st.sampled_from(["ml-platform", "team@example.com"]))
     return section
 
 
@@ -400,7 +404,8 @@ def valid_specs(draw, platforms: tuple[str, ...] = PLATFORMS) -> dict:
         raw,
         "autoscaling",
         st.fixed_dictionaries(
-            {"cluster_autoscaler": st.booleans()}, optional={"gpu_utilization_target": st.integers(1, 100)}
+            {"node_autoscaler": st.sampled_from(_node_autoscalers(platform))},
+            optional={"gpu_utilization_target": st.integers(1, 100)},
         ),
     )
     _maybe(
@@ -418,6 +423,11 @@ def valid_specs(draw, platforms: tuple[str, ...] = PLATFORMS) -> dict:
         ),
     )
     return raw
+
+
+def _node_autoscalers(platform: str) -> list[str]:
+    """Node autoscalers resize EKS pools only."""
+    return ["none", "cluster-autoscaler", "karpenter"] if platform == "aws" else ["none"]
 
 
 def _overlap(a: str, b: str) -> bool:

@@ -1,7 +1,7 @@
 """The Pulumi program: read the stack's ``gpucluster:cluster`` config, validate it, export the plan.
 
 A bad spec stops ``pulumi preview``/``up`` before any resource is registered. Cloud and bare-metal
-resources are added per platform by their own modules.
+resources are added per platform by their own modules: ``gpucluster.aws`` for platform aws.
 """
 
 from __future__ import annotations
@@ -29,4 +29,8 @@ def run() -> Plan:
         for pool in plan.pools
     }
     pulumi.export("node_pools", pools)
+    if spec.platform == "aws":
+        from gpucluster.aws.program import build
+
+        build(plan)
     return plan

@@ -7,7 +7,19 @@ group of objects goes to (``NN-`` prefixes give the ``kubectl apply`` order).
 from __future__ import annotations
 
 from gpucluster.plan import make_plan
-from gpucluster.render import admission, backups, fabric, gpu, guardian, ingress, kueue, namespaces, nccl, tenancy
+from gpucluster.render import (
+    admission,
+    aws_nodes,
+    backups,
+    fabric,
+    gpu,
+    guardian,
+    ingress,
+    kueue,
+    namespaces,
+    nccl,
+    tenancy,
+)
 from gpucluster.render.bundle import Bundle
 from gpucluster.spec import ClusterSpec
 
@@ -34,10 +46,12 @@ def render(spec: ClusterSpec) -> Bundle:
             *ingress.ingress_releases(plan),
             *backups.velero_release(plan),
             *kueue.kueue_release(plan),
+            *aws_nodes.node_releases(plan),
         ],
         custom_resources={
             "10-network-operator": fabric.nic_cluster_policy(plan),
             "20-kueue": kueue.kueue_objects(plan),
+            "30-karpenter": aws_nodes.karpenter_objects(plan),
         },
         examples={"nccl-test": nccl.nccl_test_example(plan)},
     )
