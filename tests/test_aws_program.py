@@ -17,7 +17,7 @@ from gpucluster.plan import make_plan
 from gpucluster.program.offline import OfflineMocks, RecordingMonitor, Registered, evaluate
 from gpucluster.program.stack import run
 from gpucluster.render import render
-from gpucluster.render.aws_nodes import cluster_autoscaler_tags
+from gpucluster.render.aws_nodes import cluster_autoscaler_tags, termination_handler_release
 from gpucluster.stackfile import parse_spec
 from stacks import ROOT
 
@@ -379,9 +379,11 @@ def _contains(deployed: dict, rendered: dict) -> bool:
 
 def test_every_rendered_release_and_manifest_is_deployed(program):
     bundle = render(program.plan.spec)
+    handler = termination_handler_release(program.plan)
+    expected = [*bundle.releases, *([handler] if handler else [])]
     releases = {r.name: r.inputs for r in program.of_type(RELEASE)}
-    assert set(releases) == {release.name for release in bundle.releases}
-    for release in bundle.releases:
+    assert set(releases) == {release.name for release in expected}
+    for release in expected:
         deployed = releases[release.name]
         assert (deployed["version"], deployed["namespace"]) == (release.version, release.namespace)
         assert _contains(deployed["values"], release.values), release.name

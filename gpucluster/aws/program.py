@@ -6,6 +6,8 @@ provider's default tags, and explicitly where AWS does not apply them: instances
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pulumi
 import pulumi_aws as aws
 import pulumi_kubernetes as k8s
@@ -17,7 +19,7 @@ from gpucluster.aws.network import Network
 from gpucluster.aws.nodes import ManagedGpuPool, NodeRole, SelfManagedGpuPool, SelfManagedNodeRole, SystemNodeGroup
 from gpucluster.plan import Plan
 from gpucluster.render import render
-from gpucluster.render.aws_nodes import KARPENTER_DISCOVERY_TAG
+from gpucluster.render.aws_nodes import KARPENTER_DISCOVERY_TAG, termination_handler_release
 
 
 def resource_tags(plan: Plan) -> dict[str, str]:
@@ -78,7 +80,11 @@ def build(plan: Plan) -> None:
         kubeconfig=config,
         opts=pulumi.ResourceOptions(depends_on=[*nodes, addons]),
     )
-    GpuLayer(f"{spec.name}-gpu-layer", render(spec), overlays, kubernetes, pulumi.ResourceOptions())
+    bundle = render(spec)
+    handler = termination_handler_release(plan)
+    if handler is not None:
+        bundle = replace(bundle, releases=[*bundle.releases, handler])
+    GpuLayer(f"{spec.name}-gpu-layer", bundle, overlays, kubernetes, pulumi.ResourceOptions())
     pulumi.export("cluster_name", cluster.cluster.name)
     pulumi.export("endpoint", cluster.endpoint)
     pulumi.export("kubeconfig", config)

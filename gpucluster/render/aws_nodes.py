@@ -94,7 +94,7 @@ def cluster_autoscaler_tags(spec: ClusterSpec, pool: PoolPlan) -> dict[str, str]
 
 
 def node_releases(plan: Plan) -> list[HelmRelease]:
-    """The node autoscaler the spec names, and the termination handler when self-managed groups exist."""
+    """The node autoscaler the spec names."""
     spec = plan.spec
     if spec.platform != "aws":
         return []
@@ -117,16 +117,27 @@ def node_releases(plan: Plan) -> list[HelmRelease]:
             "serviceAccount": {"name": KARPENTER_SA[1]},
         }
         releases.append(replace(KARPENTER, values=values))
-    elif any(pool.self_managed for pool in plan.pools):
-        values = {
-            "enableSqsTerminationDraining": True,
-            "awsRegion": spec.aws.region,
-            "checkASGTagBeforeDraining": True,
-            "managedTag": NTH_MANAGED_TAG,
-            "serviceAccount": {"name": NODE_TERMINATION_HANDLER_SA[1]},
-        }
-        releases.append(replace(NODE_TERMINATION_HANDLER, values=values))
     return releases
+
+
+def termination_handler_release(plan: Plan) -> HelmRelease | None:
+    """The Node Termination Handler when self-managed groups exist (not with Karpenter, which has its own queue).
+
+    The Pulumi program deploys it with the node groups it serves; it is not part of the rendered bundle,
+    as it only makes sense with the queue and groups the program creates."""
+    spec = plan.spec
+    if spec.aws is None or spec.platform != "aws" or spec.autoscaling.node_autoscaler == "karpenter":
+        return None
+    if not any(pool.self_managed for pool in plan.pools):
+        return None
+    values = {
+        "enableSqsTerminationDraining": True,
+        "awsRegion": spec.aws.region,
+        "checkASGTagBeforeDraining": True,
+        "managedTag": NTH_MANAGED_TAG,
+        "serviceAccount": {"name": NODE_TERMINATION_HANDLER_SA[1]},
+    }
+    return replace(NODE_TERMINATION_HANDLER, values=values)
 
 
 def karpenter_objects(plan: Plan) -> list[dict]:
