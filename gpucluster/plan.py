@@ -12,7 +12,10 @@ from typing import Literal
 
 from gpucluster.catalog import catalog
 from gpucluster.spec import (
+    DEVICE_PLUGIN_CONFIG_LABEL,
     GPU_TAINT_KEY,
+    MIG_CONFIG_LABEL,
+    POOL_LABEL,
     ClusterSpec,
     NetworkSpec,
     NodePool,
@@ -22,9 +25,6 @@ from gpucluster.spec import (
     pool_gpu_models,
 )
 
-POOL_LABEL = "gpucluster.io/pool"
-DEVICE_PLUGIN_CONFIG_LABEL = "nvidia.com/device-plugin.config"
-MIG_CONFIG_LABEL = "nvidia.com/mig.config"
 MIG_DISABLED = "all-disabled"
 MANAGED_BY = {"app.kubernetes.io/managed-by": "gpucluster"}
 # Extended resources the NVIDIA device plugin advertises (k8s-device-plugin: whole or time-sliced GPUs,
@@ -237,7 +237,7 @@ def _pool_plan(spec: ClusterSpec, pool: NodePool) -> PoolPlan:
     if pool.sharing.mode == "mig":
         labels[MIG_CONFIG_LABEL] = pool.name
     gpu_taint = Taint(key=GPU_TAINT_KEY, value="present", effect="NoSchedule")
-    taints = (gpu_taint, *(t for t in pool.taints if t.key != GPU_TAINT_KEY))
+    taints = (gpu_taint, *pool.taints)  # the spec refuses pool taints and labels that gpucluster sets
     return PoolPlan(
         spec=pool,
         gpu_models=tuple(pool_gpu_models(pool)),

@@ -213,8 +213,26 @@ RdmaResource = Annotated[
     _described(_RDMA_RESOURCE_RULE),
     Field(description=_sentence(_RDMA_RESOURCE_RULE)),
 ]
+_SUBJECT_RULE = "a user or group name: not empty, without leading or trailing spaces"
+Subject = Annotated[
+    str,
+    _described(_SUBJECT_RULE, lambda name: bool(name) and name == name.strip()),
+    Field(description=_sentence(_SUBJECT_RULE)),
+]
 
 GPU_TAINT_KEY = "nvidia.com/gpu"
+# Node labels gpucluster puts on every pool's nodes (the plan sets them; the node back ends apply them).
+POOL_LABEL = "gpucluster.io/pool"
+DEVICE_PLUGIN_CONFIG_LABEL = "nvidia.com/device-plugin.config"
+MIG_CONFIG_LABEL = "nvidia.com/mig.config"
+GPUCLUSTER_LABELS = {
+    POOL_LABEL: "the pool's name, which workloads and NCCL jobs select",
+    DEVICE_PLUGIN_CONFIG_LABEL: "the pool's device-plugin configuration",
+    MIG_CONFIG_LABEL: "the pool's MIG layout for the MIG manager",
+}
+# Label namespaces the kubelet may set on its own node (NodeRestriction); other kubernetes.io and k8s.io
+# labels in --node-labels stop the kubelet from starting.
+KUBELET_LABEL_NAMESPACES = ("kubelet.kubernetes.io", "node.kubernetes.io")
 RESERVED_POOL_NAME = "default"
 GPU_OPERATOR_NAMESPACE = "gpu-operator"
 MONITORING_NAMESPACE = "monitoring"
@@ -224,7 +242,8 @@ NETWORK_OPERATOR_NAMESPACE = "nvidia-network-operator"
 NETWORK_OPERATOR_MIN_KUBERNETES = "1.32"
 INGRESS_NAMESPACE = "ingress-nginx"
 KUEUE_NAMESPACE = "kueue-system"
-# Namespaces gpucluster or Kubernetes own; a tenant's default-deny policies must never land in them.
+# Namespaces Kubernetes, gpucluster or common platform add-ons (CNIs, certificates, ingress, monitoring,
+# backups, autoscalers, queueing, fabric) own; a tenant's quotas and default-deny policies must never land there.
 SYSTEM_NAMESPACES = (
     "kube-system",
     "kube-public",
@@ -235,6 +254,18 @@ SYSTEM_NAMESPACES = (
     VELERO_NAMESPACE,
     NETWORK_OPERATOR_NAMESPACE,
     KUEUE_NAMESPACE,
+    "nginx-ingress",
+    "calico-system",
+    "calico-apiserver",
+    "tigera-operator",
+    "kube-flannel",
+    "cilium",
+    "cilium-secrets",
+    "cert-manager",
+    "karpenter",
+    "keda",
+    "amazon-cloudwatch",
+    "local-path-storage",
 )
 
 
@@ -485,8 +516,14 @@ class Tenant(SpecModel):
     memory: Quantity = Field(description="Quota: requests.memory (limits.memory is the same).")
     default_cpu: Quantity = Field("1", description="LimitRange: default CPU limit per container.")
     default_memory: Quantity = Field("4Gi", description="LimitRange: default memory limit per container.")
-    groups: list[str] = Field(default_factory=list, description="Identity groups bound to the tenant's Role.")
-    users: list[str] = Field(default_factory=list, description="Users bound to the tenant's Role.")
+    groups: list[Subject] = Field(
+        default_factory=list, description="Identity groups bound to the tenant's Role ('system:' groups refused)."
+    )
+    users: list[Subject] = Field(
+        default_factory=list,
+        description="Users bound to the tenant's Role ('system:' users refused, except "
+        "system:serviceaccount:<namespace>:<name>).",
+    )
 
     @field_validator("egress", mode="before")
     @classmethod
@@ -757,6 +794,8 @@ def _rule_violations(spec: ClusterSpec):
         yield from _pool_rules(spec, pool, ("node_pools", index))
     yield from _uniqueness_rules(spec)
     yield from _tenant_rules(spec)
+    yield from _tenant_access_rules(spec)
+    yield from _no_effect_rules(spec)
     yield from _datastore_rules(spec)
     yield from _backup_rules(spec)
     yield from _guardian_rules(spec)
@@ -865,6 +904,9 @@ def _pool_rules(spec: ClusterSpec, pool: NodePool, path: tuple):
         if name not in types:
             gpu_types = ", ".join(sorted(types))
             yield Violation((*path, "instance_types", index), name, f"not a GPU instance type; allowed: {gpu_types}")
+        elif name in pool.instance_types[:index]:
+            yield Violation((*path, "instance_types", index), name, "listed twice; list each instance type once")
+    yield from _label_and_taint_rules(pool, path)
     known = [types[name] for name in pool.instance_types if name in types]
     if known:
         yield from _instance_type_rules(pool, known, path)
@@ -896,6 +938,35 @@ def _pool_rules(spec: ClusterSpec, pool: NodePool, path: tuple):
     if pool.capacity.type != "on-demand" and pool.hosts:
         yield Violation((*path, "capacity", "type"), pool.capacity.type, "spot/mixed capacity exists only on AWS")
     yield from _sharing_rules(pool, path)
+
+
+def _label_and_taint_rules(pool: NodePool, path: tuple):
+    for key in pool.labels:
+        if key in GPUCLUSTER_LABELS:
+            message = f"gpucluster sets this label to {GPUCLUSTER_LABELS[key]}; remove it"
+            yield Violation((*path, "labels", key), key, message)
+        elif not _kubelet_may_set(key):
+            message = (
+                "the kubelet refuses labels under kubernetes.io and k8s.io on its own node, except in "
+                f"{' and '.join(ns + '/' for ns in KUBELET_LABEL_NAMESPACES)}; use your own prefix"
+            )
+            yield Violation((*path, "labels", key), key, message)
+    seen: set[tuple[str, str]] = set()
+    for index, taint in enumerate(pool.taints):
+        if taint.key == GPU_TAINT_KEY:
+            message = f"gpucluster taints GPU pools {GPU_TAINT_KEY}=present:NoSchedule itself; remove this taint"
+            yield Violation((*path, "taints", index, "key"), taint.key, message)
+        elif (taint.key, taint.effect) in seen:
+            message = f"a second {taint.key}:{taint.effect} taint; a node has one taint per key and effect"
+            yield Violation((*path, "taints", index), taint.model_dump(), message)
+        seen.add((taint.key, taint.effect))
+
+
+def _kubelet_may_set(key: str) -> bool:
+    """Whether a kubelet may put this label on its own node (``--node-labels``, NodeRestriction)."""
+    namespace = key.rpartition("/")[0]
+    restricted = any(namespace == ns or namespace.endswith("." + ns) for ns in ("kubernetes.io", "k8s.io"))
+    return not restricted or any(namespace == ns or namespace.endswith("." + ns) for ns in KUBELET_LABEL_NAMESPACES)
 
 
 def _instance_type_rules(pool: NodePool, known: list, path: tuple):
@@ -967,10 +1038,12 @@ def _sharing_rules(pool: NodePool, path: tuple):
 
 
 def _mig_layout_rules(model: str, mig, layout: dict[str, int], field: str, spath: tuple):
+    unknown = [profile for profile in layout if profile not in mig.profiles]
+    for profile in unknown:
+        yield Violation((*spath, field), profile, f"not a {model} MIG profile; allowed: {', '.join(mig.profiles)}")
+    if unknown:
+        return  # the slice budget needs every profile's size
     for profile, count in layout.items():
-        if profile not in mig.profiles:
-            yield Violation((*spath, field), profile, f"not a {model} MIG profile; allowed: {', '.join(mig.profiles)}")
-            return
         if not 1 <= count <= mig.profiles[profile].max_instances:
             yield Violation(
                 (*spath, field), {profile: count}, f"{model} fits 1..{mig.profiles[profile].max_instances} of {profile}"
@@ -1082,6 +1155,58 @@ def _aws_rules(spec: ClusterSpec):
             [str(cidr) for cidr in aws.public_access_cidrs],
             "a private endpoint has no public access; remove it or set endpoint_access",
         )
+
+
+def _tenant_access_rules(spec: ClusterSpec):
+    """Who a tenant's RoleBinding names, and LimitRange defaults its quota can admit."""
+    for index, tenant in enumerate(spec.tenants):
+        path = ("tenants", index)
+        for position, group in enumerate(tenant.groups):
+            if group.startswith("system:"):
+                message = (
+                    "'system:' groups belong to Kubernetes (system:authenticated is every identity, "
+                    "system:unauthenticated every anonymous request); bind the tenant's own groups"
+                )
+                yield Violation((*path, "groups", position), group, message)
+        for position, user in enumerate(tenant.users):
+            if user.startswith("system:") and not _SERVICE_ACCOUNT.match(user):
+                message = (
+                    "'system:' users are anonymous requests and Kubernetes components; bind people, or a service "
+                    "account as system:serviceaccount:<namespace>:<name>"
+                )
+                yield Violation((*path, "users", position), user, message)
+        for default, quota in (("default_cpu", "cpu"), ("default_memory", "memory")):
+            wanted, allowed = getattr(tenant, default), getattr(tenant, quota)
+            if quantity_value(wanted) > quantity_value(allowed):
+                message = f"more than the tenant's {quota} quota ({allowed}), so no container without requests fits"
+                yield Violation((*path, default), wanted, message)
+
+
+_SERVICE_ACCOUNT = re.compile(r"^system:serviceaccount:[a-z0-9]([-a-z0-9]*[a-z0-9])?:[a-z0-9]([-.a-z0-9]*[a-z0-9])?$")
+
+
+def _no_effect_rules(spec: ClusterSpec):
+    """Fields that cannot apply where they are set: refused rather than silently ignored."""
+    default_disk = NodePool.model_fields["disk_gib"].default
+    for index, pool in enumerate(spec.node_pools):
+        if not pool.hosts:
+            continue
+        path = ("node_pools", index)
+        if pool.availability_zone is not None:
+            message = "existing hosts are not placed in an AWS availability zone; remove it"
+            yield Violation((*path, "availability_zone"), pool.availability_zone, message)
+        if pool.disk_gib != default_disk:
+            message = "gpucluster sizes root volumes of machines it provisions; existing hosts keep their disks"
+            yield Violation((*path, "disk_gib"), pool.disk_gib, message)
+        if pool.scaling != Scaling():
+            message = "a pool of existing hosts has one node per host; remove 'scaling'"
+            yield Violation((*path, "scaling"), pool.scaling.model_dump(), message)
+    if spec.network.ib_hcas and spec.network.fabric != "infiniband":
+        message = f"InfiniBand HCAs apply to fabric 'infiniband' only (it is {spec.network.fabric!r}); remove them"
+        yield Violation(("network", "ib_hcas"), spec.network.ib_hcas, message)
+    if spec.ingress.load_balancer != "service" and spec.ingress.controller == "none":
+        message = "a load balancer fronts the ingress controller; set ingress.controller or use 'service'"
+        yield Violation(("ingress", "load_balancer"), spec.ingress.load_balancer, message)
 
 
 # --- derived facts the rules and the renderers share -------------------------------------------------

@@ -22,7 +22,14 @@ import yaml
 from hypothesis import strategies as st
 
 from gpucluster.catalog import catalog
-from gpucluster.spec import SUPPORTED_KUBERNETES_VERSIONS, SYSTEM_NAMESPACES
+from gpucluster.spec import (
+    GPU_TAINT_KEY,
+    GPUCLUSTER_LABELS,
+    KUBELET_LABEL_NAMESPACES,
+    SUPPORTED_KUBERNETES_VERSIONS,
+    SYSTEM_NAMESPACES,
+    quantity_value,
+)
 
 STACKS_DIR = Path(__file__).resolve().parents[1] / "stacks"
 
@@ -57,7 +64,6 @@ TENANT_NAMES = ("team-a", "ml-platform", "research", "inference", "default")
 # --- scalars --------------------------------------------------------------------------------------------
 
 _LABEL_NAME = r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?"
-_DNS_PREFIX = r"[a-z0-9]([-a-z0-9]{0,8}[a-z0-9])?(\.[a-z0-9]([-a-z0-9]{0,8}[a-z0-9])?){0,2}"
 
 
 def dns_labels() -> st.SearchStrategy[str]:
@@ -65,12 +71,38 @@ def dns_labels() -> st.SearchStrategy[str]:
     return st.from_regex(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?", fullmatch=True)
 
 
+@st.composite
+def dns_subdomains(draw) -> str:
+    """DNS subdomains of up to 253 characters (label keys' prefixes): dot-joined DNS labels."""
+    text = ".".join(draw(st.lists(dns_labels(), min_size=1, max_size=6)))
+    return text[:253].rstrip("-.")
+
+
+def _kubelet_may_set(key: str) -> bool:
+    namespace = key.rpartition("/")[0]
+    restricted = any(namespace == d or namespace.endswith("." + d) for d in ("kubernetes.io", "k8s.io"))
+    allowed = any(namespace == d or namespace.endswith("." + d) for d in KUBELET_LABEL_NAMESPACES)
+    return allowed or not restricted
+
+
 def label_keys() -> st.SearchStrategy[str]:
-    """Kubernetes label/taint keys: an optional DNS-subdomain prefix and a name of at most 63 characters."""
+    """Kubernetes label/taint keys: an optional DNS-subdomain prefix of up to 253 characters and a name of up to
+    63, without the ones gpucluster sets or the kubelet may not set on its node."""
+    names = st.from_regex(_LABEL_NAME, fullmatch=True)
     return st.one_of(
-        st.from_regex(rf"({_DNS_PREFIX}/)?{_LABEL_NAME}", fullmatch=True),
-        st.sampled_from(["workload", "nvidia.com/gpu", "example.com/team", "node.kubernetes.io/role"]),
-    )
+        names,
+        st.builds(lambda prefix, name: f"{prefix}/{name}", dns_subdomains(), names),
+        st.sampled_from(
+            [
+                "workload",
+                "example.com/team",
+                "node.kubernetes.io/role",
+                "nvidia.com/gpu.deploy.driver",
+                "a" * 63,
+                f"{'p' * 63}.{'q' * 63}.{'r' * 63}.{'s' * 61}/{'n' * 63}",  # prefix of exactly 253
+            ]
+        ),
+    ).filter(lambda key: key not in GPUCLUSTER_LABELS and key != GPU_TAINT_KEY and _kubelet_may_set(key))
 
 
 def label_values() -> st.SearchStrategy[str]:
@@ -140,6 +172,11 @@ def taints(draw) -> dict:
     return taint
 
 
+def _taint_identity(taint: dict) -> tuple[str, str]:
+    """A node has one taint per key and effect."""
+    return taint["key"], taint.get("effect", "NoSchedule")
+
+
 @st.composite
 def mig_layouts(draw, model: str) -> dict[str, int]:
     """A mixed-strategy layout that fits one GPU: within max_instances and the compute/memory slices."""
@@ -182,8 +219,7 @@ def sharings(draw, mode: str, model: str) -> dict:
 def _pool_common(draw, pool: dict) -> dict:
     """Labels, taints and disk size, which any pool may carry."""
     _maybe(draw, pool, "labels", st.dictionaries(label_keys(), label_values(), max_size=3))
-    _maybe(draw, pool, "taints", st.lists(taints(), max_size=2))
-    _maybe(draw, pool, "disk_gib", st.integers(20, 16384))
+    _maybe(draw, pool, "taints", st.lists(taints(), max_size=3, unique_by=_taint_identity))
     return pool
 
 
@@ -210,6 +246,7 @@ def instance_pools(draw, name: str, efa: bool, zones: list[str]) -> dict:
     else:
         _maybe(draw, pool, "availability_zone", st.sampled_from(zones))
     pool["sharing"] = draw(sharings(mode, model))
+    _maybe(draw, pool, "disk_gib", st.integers(20, 16384))  # root volumes of provisioned machines only
     return draw(_pool_common(pool))
 
 
@@ -230,7 +267,6 @@ def host_pools(draw, name: str, hosts: list[dict]) -> dict:
     for host in hosts:
         gpus = draw(st.lists(gpu_sets, min_size=0 if pool_gpu else 1, max_size=2))
         pool["hosts"].append({**host, "gpus": gpus} if gpus or draw(st.booleans()) else dict(host))
-    _maybe(draw, pool, "scaling", scalings())
     _maybe(draw, pool, "capacity", st.fixed_dictionaries({"type": st.just("on-demand")}))
     pool["sharing"] = draw(sharings(mode, models[0]))
     return draw(_pool_common(pool))
@@ -242,7 +278,11 @@ def tenants(draw) -> list[dict]:
     names = st.one_of(st.sampled_from(TENANT_NAMES), dns_labels()).filter(lambda n: n not in SYSTEM_NAMESPACES)
     count = draw(st.integers(0, 3))
     namespaces = draw(st.lists(names, min_size=count, max_size=count, unique=True))
-    subjects = st.from_regex(r"[a-z][-a-z0-9.@_]{0,20}", fullmatch=True)
+    subjects = st.one_of(
+        st.from_regex(r"[a-z][-a-z0-9.@_:]{0,20}", fullmatch=True).filter(lambda name: not name.startswith("system:")),
+        st.sampled_from(["Data Scientists", "oidc:ml@example.com"]),
+    )
+    user_names = st.one_of(subjects, st.just("system:serviceaccount:ci:deployer"))
     result = []
     for namespace in namespaces:
         tenant: dict[str, Any] = {"name": namespace}
@@ -253,7 +293,10 @@ def tenants(draw) -> list[dict]:
         tenant["memory"] = draw(quantities(("", "k", "M", "G", "T", "Ki", "Mi", "Gi", "Ti")))
         _maybe(draw, tenant, "default_cpu", quantities(("", "m")))
         _maybe(draw, tenant, "default_memory", quantities(("Mi", "Gi")))
-        groups, users = draw(st.lists(subjects, max_size=2)), draw(st.lists(subjects, max_size=2))
+        for default, quota, implied in (("default_cpu", "cpu", "1"), ("default_memory", "memory", "4Gi")):
+            if quantity_value(tenant.get(default, implied)) > quantity_value(tenant[quota]):
+                tenant[default] = tenant[quota]  # a container default must fit in the quota
+        groups, users = draw(st.lists(subjects, max_size=2)), draw(st.lists(user_names, max_size=2))
         if not groups and not users:
             groups = [draw(subjects)]
         if groups or draw(st.booleans()):
@@ -386,11 +429,9 @@ def valid_specs(draw, platforms: tuple[str, ...] = PLATFORMS) -> dict:
             raw["node_pools"].append(draw(host_pools(name, pool_hosts[index])))
 
     raw["tenants"] = draw(tenants())
-    balancers = ["alb", "nlb", "service"] if platform == "aws" else ["service"]
-    raw["ingress"] = {
-        "controller": draw(st.sampled_from(["nginx", "none"])),
-        "load_balancer": draw(st.sampled_from(balancers)),
-    }
+    controller = draw(st.sampled_from(["nginx", "none"]))
+    balancers = ["alb", "nlb", "service"] if platform == "aws" and controller != "none" else ["service"]
+    raw["ingress"] = {"controller": controller, "load_balancer": draw(st.sampled_from(balancers))}
     _maybe(
         draw,
         raw,
@@ -709,6 +750,127 @@ def _overlapping_cidrs(raw: dict, draw: Draw) -> str:
     return "kubernetes.service_cidr"
 
 
+def _label_gpucluster_sets(raw: dict, draw: Draw) -> str:
+    index, pool = _pool(raw, draw)
+    key = draw(st.sampled_from(sorted(GPUCLUSTER_LABELS)))
+    pool.setdefault("labels", {})[key] = "mine"
+    return f"node_pools[{index}].labels.{key}"
+
+
+def _label_the_kubelet_may_not_set(raw: dict, draw: Draw) -> str:
+    index, pool = _pool(raw, draw)
+    key = draw(st.sampled_from(["node-role.kubernetes.io/worker", "kubernetes.io/role", "team.k8s.io/x"]))
+    pool.setdefault("labels", {})[key] = ""
+    return f"node_pools[{index}].labels.{key}"
+
+
+def _label_key_too_long(raw: dict, draw: Draw) -> str:
+    index, pool = _pool(raw, draw)
+    key = draw(
+        st.sampled_from(["n" * 64, "example.com/" + "n" * 64, f"{'p' * 63}.{'q' * 63}.{'r' * 63}.{'s' * 62}/name"])
+    )
+    pool.setdefault("labels", {})[key] = "x"
+    return f"node_pools[{index}].labels.{key}"
+
+
+def _gpu_taint_in_pool(raw: dict, draw: Draw) -> str:
+    index, pool = _pool(raw, draw)
+    taints = pool.setdefault("taints", [])
+    taints.append({"key": GPU_TAINT_KEY, "effect": draw(st.sampled_from(["NoSchedule", "NoExecute"]))})
+    return f"node_pools[{index}].taints[{len(taints) - 1}].key"
+
+
+def _duplicate_taint(raw: dict, draw: Draw) -> str:
+    index, pool = _pool(raw, draw)
+    taints = pool.setdefault("taints", [])
+    taint = copy.deepcopy(taints[0]) if taints else {"key": "dedicated", "effect": "NoSchedule"}
+    if not taints:
+        taints.append(copy.deepcopy(taint))
+    taints.append({**taint, "value": "other"})
+    return f"node_pools[{index}].taints[{len(taints) - 1}]"
+
+
+def _system_group_subject(raw: dict, draw: Draw) -> str:
+    index, tenant = _tenant(raw, draw)
+    groups = tenant.setdefault("groups", [])
+    groups.append(draw(st.sampled_from(["system:authenticated", "system:unauthenticated", "system:masters"])))
+    return f"tenants[{index}].groups[{len(groups) - 1}]"
+
+
+def _system_user_subject(raw: dict, draw: Draw) -> str:
+    index, tenant = _tenant(raw, draw)
+    users = tenant.setdefault("users", [])
+    users.append(draw(st.sampled_from(["system:anonymous", "system:kube-scheduler", "system:node:gpu1", ""])))
+    return f"tenants[{index}].users[{len(users) - 1}]"
+
+
+def _tenant_in_reserved_namespace(raw: dict, draw: Draw) -> str:
+    index, tenant = _tenant(raw, draw)
+    tenant["namespace"] = draw(st.sampled_from(SYSTEM_NAMESPACES))
+    for position, other in enumerate(raw["tenants"]):
+        if position != index:  # keep the other tenants clear of that namespace
+            other.pop("namespace", None)
+            other["name"] = f"{other['name'][:58]}-t{position}"
+    return f"tenants[{index}].namespace"
+
+
+def _container_default_above_quota(raw: dict, draw: Draw) -> str:
+    index, tenant = _tenant(raw, draw)
+    if draw(st.booleans()):
+        tenant.update(cpu="2", default_cpu=draw(st.sampled_from(["2001m", "3", "2.5"])))
+        return f"tenants[{index}].default_cpu"
+    tenant.update(memory="8Gi", default_memory=draw(st.sampled_from(["9Gi", "8590M", "8193Mi"])))
+    return f"tenants[{index}].default_memory"
+
+
+def _unknown_mig_profiles(raw: dict, draw: Draw) -> str:
+    index, pool = _pool(raw, draw)
+    _give_gpu(pool, draw(st.sampled_from(_gpu_choices(pool, MIG_MODELS))), draw)
+    pool["sharing"] = {"mode": "mig", "strategy": "mixed", "layout": {"9g.1gb": 1, "8g.3gb": 2}}
+    return f"node_pools[{index}].sharing.layout"
+
+
+def _duplicate_instance_type(raw: dict, draw: Draw) -> str:
+    index, pool = _pool(raw, draw)
+    if "instance_types" not in pool:
+        _provision(pool, [draw(st.sampled_from(TYPES_BY_GPU["T4"]))])
+    pool["instance_types"].append(draw(st.sampled_from(pool["instance_types"])))
+    return f"node_pools[{index}].instance_types[{len(pool['instance_types']) - 1}]"
+
+
+def _machine_field_on_hosts_pool(raw: dict, draw: Draw) -> str:
+    index, pool = _pool(raw, draw)
+    field, value = draw(
+        st.sampled_from(
+            [
+                ("availability_zone", "us-east-1a"),
+                ("disk_gib", 500),
+                ("scaling", {"min": 1, "max": 4, "desired": 2}),
+            ]
+        )
+    )
+    pool[field] = value
+    return f"node_pools[{index}].{field}"
+
+
+def _ib_hcas_without_infiniband(raw: dict, draw: Draw) -> str:
+    network = raw["network"]
+    if network.get("fabric") == "infiniband":
+        network["fabric"] = "ethernet"
+    network["ib_hcas"] = ["mlx5_0"]
+    return "network.ib_hcas"
+
+
+def _load_balancer_without_controller(raw: dict, draw: Draw) -> str:
+    raw["ingress"] = {"controller": "none", "load_balancer": draw(st.sampled_from(["alb", "nlb"]))}
+    return "ingress.load_balancer"
+
+
+def _node_autoscaling_off_aws(raw: dict, draw: Draw) -> str:
+    raw.setdefault("autoscaling", {})["node_autoscaler"] = draw(st.sampled_from(["cluster-autoscaler", "karpenter"]))
+    return "autoscaling.node_autoscaler"
+
+
 # Required fields of each model, by the field name that leads to it ("" is the spec itself).
 _REQUIRED = {
     "": ("name", "platform", "kubernetes", "network", "node_pools"),
@@ -759,6 +921,21 @@ MUTATIONS = (
     Mutation("tenant without groups or users", _tenant_without_subjects),
     Mutation("pod_cidr overlaps service_cidr", _overlapping_cidrs),
     Mutation("required field deleted", _required_field_deleted),
+    Mutation("label gpucluster sets", _label_gpucluster_sets),
+    Mutation("label the kubelet may not set", _label_the_kubelet_may_not_set),
+    Mutation("label key too long", _label_key_too_long),
+    Mutation("nvidia.com/gpu taint in a pool", _gpu_taint_in_pool),
+    Mutation("taint key and effect twice", _duplicate_taint),
+    Mutation("system: group bound", _system_group_subject),
+    Mutation("system: or empty user bound", _system_user_subject),
+    Mutation("tenant in a reserved namespace", _tenant_in_reserved_namespace),
+    Mutation("container default above quota", _container_default_above_quota),
+    Mutation("several unknown MIG profiles", _unknown_mig_profiles),
+    Mutation("instance type listed twice", _duplicate_instance_type, WITH_AWS),
+    Mutation("machine field on a pool of hosts", _machine_field_on_hosts_pool, ("onprem",)),
+    Mutation("ib_hcas without InfiniBand", _ib_hcas_without_infiniband),
+    Mutation("load balancer without controller", _load_balancer_without_controller, ("aws",)),
+    Mutation("node autoscaling off AWS", _node_autoscaling_off_aws, ("onprem", "hybrid")),
 )
 
 

@@ -30,11 +30,9 @@ def test_pool_labels_select_pool_device_plugin_and_mig_configs():
 
 
 def test_every_gpu_pool_carries_the_gpu_taint_once():
+    """The GPU taint comes first, then the pool's own (the spec refuses a pool taint on nvidia.com/gpu)."""
     raw = plan_of("eks-t4").spec.model_dump(mode="json")
-    raw["node_pools"][0]["taints"] = [
-        {"key": "nvidia.com/gpu", "value": "present", "effect": "NoSchedule"},
-        {"key": "dedicated", "value": "inference", "effect": "NoExecute"},
-    ]
+    raw["node_pools"][0]["taints"] = [{"key": "dedicated", "value": "inference", "effect": "NoExecute"}]
     [pool] = make_plan(ClusterSpec.model_validate(raw)).pools
     assert [(t.key, t.effect) for t in pool.taints] == [("nvidia.com/gpu", "NoSchedule"), ("dedicated", "NoExecute")]
 

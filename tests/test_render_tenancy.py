@@ -55,7 +55,7 @@ def test_double_quantity(quantity, doubled):
 
 @pytest.mark.parametrize(("cpu", "limit"), [("500m", "1"), ("1.5", "3"), ("96", "192")])
 def test_quota_follows_the_tenant(cpu, limit):
-    spec = with_tenant("eks-t4", gpus=3, cpu=cpu, memory="96Gi")
+    spec = with_tenant("eks-t4", gpus=3, cpu=cpu, memory="96Gi", default_cpu="250m")  # defaults fit the quota
     [quota] = by_kind(tenant_objects(make_plan(spec)), "ResourceQuota")
     assert quota["metadata"] == {
         "name": "gpu-quota",

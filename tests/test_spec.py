@@ -749,6 +749,184 @@ RULES = [
         Rule("eks-t4", breaking={("name",): DELETE}, path=("name",), fragments=("required",), value="<missing>"),
         id="name-required",
     ),
+    # labels and taints gpucluster sets, and what the kubelet may set
+    *[
+        pytest.param(
+            Rule(
+                "eks-t4",
+                breaking={(*P0, "labels", key): "mine"},
+                path=(*P0, "labels", key),
+                fragments=("gpucluster sets this label",),
+                value=key,
+            ),
+            id=f"label-{key}-is-gpuclusters",
+        )
+        for key in ("gpucluster.io/pool", "nvidia.com/device-plugin.config", "nvidia.com/mig.config")
+    ],
+    pytest.param(
+        Rule(
+            "onprem-dgx",
+            valid={(*P0, "labels", "node.kubernetes.io/role"): "training"},
+            breaking={(*P0, "labels", "node-role.kubernetes.io/worker"): ""},
+            path=(*P0, "labels", "node-role.kubernetes.io/worker"),
+            fragments=("kubelet", "node.kubernetes.io/"),
+        ),
+        id="label-kubelet-may-not-set",
+    ),
+    pytest.param(
+        Rule(
+            "eks-t4",
+            breaking={(*P0, "taints"): [{"key": "nvidia.com/gpu", "value": "present", "effect": "NoExecute"}]},
+            path=(*P0, "taints", 0, "key"),
+            fragments=("gpucluster taints GPU pools",),
+            value="nvidia.com/gpu",
+        ),
+        id="taint-nvidia-gpu-is-gpuclusters",
+    ),
+    pytest.param(
+        Rule(
+            "eks-t4",
+            valid={(*P0, "taints"): [{"key": "team", "value": "a"}, {"key": "team", "effect": "NoExecute"}]},
+            breaking={(*P0, "taints", 1, "effect"): "NoSchedule"},
+            path=(*P0, "taints", 1),
+            fragments=("team:NoSchedule", "one taint per key and effect"),
+        ),
+        id="taint-key-effect-unique",
+    ),
+    # RoleBinding subjects
+    pytest.param(
+        Rule(
+            "eks-t4",
+            breaking={("tenants", 0, "groups", 0): ""},
+            path=("tenants", 0, "groups", 0),
+            fragments=("not empty",),
+        ),
+        id="subject-not-empty",
+    ),
+    pytest.param(
+        Rule(
+            "eks-t4",
+            breaking={("tenants", 0, "users"): [" ops "]},
+            path=("tenants", 0, "users", 0),
+            fragments=("spaces",),
+        ),
+        id="subject-no-surrounding-spaces",
+    ),
+    *[
+        pytest.param(
+            Rule(
+                "eks-t4",
+                breaking={("tenants", 0, "groups", 0): group},
+                path=("tenants", 0, "groups", 0),
+                fragments=("'system:' groups belong to Kubernetes",),
+                value=group,
+            ),
+            id=f"subject-group-{group}",
+        )
+        for group in ("system:authenticated", "system:unauthenticated", "system:masters", "system:serviceaccounts")
+    ],
+    pytest.param(
+        Rule(
+            "onprem-k3s",
+            valid={("tenants", 0, "users"): ["ml-engineer", "system:serviceaccount:ci:deployer"]},
+            breaking={("tenants", 0, "users", 1): "system:anonymous"},
+            path=("tenants", 0, "users", 1),
+            fragments=("'system:' users", "system:serviceaccount:<namespace>:<name>"),
+            value="system:anonymous",
+        ),
+        id="subject-user-system-anonymous",
+    ),
+    # LimitRange defaults inside the quota, compared as quantities
+    pytest.param(
+        Rule(
+            "eks-t4",
+            valid={("tenants", 0, "memory"): "1Gi", ("tenants", 0, "default_memory"): "1000M"},  # 1e9 < 2^30
+            breaking={("tenants", 0, "default_memory"): "1100M"},
+            path=("tenants", 0, "default_memory"),
+            fragments=("memory quota (1Gi)",),
+            value="1100M",
+        ),
+        id="default-memory-within-quota",
+    ),
+    pytest.param(
+        Rule(
+            "eks-t4",
+            valid={("tenants", 0, "cpu"): "1500m", ("tenants", 0, "default_cpu"): "1.5"},
+            breaking={("tenants", 0, "default_cpu"): "1501m"},
+            path=("tenants", 0, "default_cpu"),
+            fragments=("cpu quota (1500m)",),
+            value="1501m",
+        ),
+        id="default-cpu-within-quota",
+    ),
+    pytest.param(
+        Rule(
+            "eks-t4",
+            breaking={(*P0, "instance_types"): ["g4dn.xlarge", "g4dn.2xlarge", "g4dn.xlarge"]},
+            path=(*P0, "instance_types", 2),
+            fragments=("listed twice",),
+            value="g4dn.xlarge",
+        ),
+        id="instance-types-unique",
+    ),
+    # fields that cannot apply where they are set
+    pytest.param(
+        Rule(
+            "hybrid-crio",
+            valid={(*P0, "availability_zone"): "eu-west-1a"},
+            breaking={
+                (*P0, "instance_types"): DELETE,
+                (*P0, "scaling"): DELETE,
+                (*P0, "hosts"): [{"name": "gpu1", "address": "10.40.1.10"}],
+                (*P0, "gpu"): {"model": "L4", "count": 1},
+            },
+            path=(*P0, "availability_zone"),
+            fragments=("existing hosts",),
+            value="eu-west-1a",
+        ),
+        id="hosts-pool-availability-zone",
+    ),
+    pytest.param(
+        Rule(
+            "onprem-dgx",
+            valid={(*P0, "disk_gib"): 200},
+            breaking={(*P0, "disk_gib"): 1024},
+            path=(*P0, "disk_gib"),
+            fragments=("existing hosts keep their disks",),
+            value=1024,
+        ),
+        id="hosts-pool-disk-gib",
+    ),
+    pytest.param(
+        Rule(
+            "onprem-dgx",
+            breaking={(*P0, "scaling"): {"min": 0, "max": 8, "desired": 4}},
+            path=(*P0, "scaling"),
+            fragments=("one node per host",),
+        ),
+        id="hosts-pool-scaling",
+    ),
+    pytest.param(
+        Rule(
+            "onprem-dgx",
+            breaking={("network", "fabric"): "ethernet"},
+            path=("network", "ib_hcas"),
+            fragments=("fabric 'infiniband' only",),
+            value=["mlx5_0", "mlx5_1", "mlx5_2", "mlx5_3"],
+        ),
+        id="ib-hcas-only-on-infiniband",
+    ),
+    pytest.param(
+        Rule(
+            "eks-t4",
+            valid={("ingress", "controller"): "none", ("ingress", "load_balancer"): "service"},
+            breaking={("ingress", "load_balancer"): "nlb"},
+            path=("ingress", "load_balancer"),
+            fragments=("ingress.controller",),
+            value="nlb",
+        ),
+        id="load-balancer-needs-a-controller",
+    ),
 ]
 
 
@@ -1151,3 +1329,11 @@ def test_missing_stack_file_is_a_file_level_problem(tmp_path):
     with pytest.raises(SpecError) as caught:
         load_stack("absent", tmp_path)
     assert "found:" not in caught.value.describe()
+
+
+def test_every_unknown_mig_profile_is_named(load_raw):
+    raw = apply(load_raw("eks-h100"), {(*P1, "sharing", "layout"): {"9g.1gb": 1, "3g.20gb": 1, "8g.2gb": 1}})
+    problems = problems_of(raw)
+    assert {p.value for p in problems if p.path == (*P1, "sharing", "layout")} == {"9g.1gb", "8g.2gb"}, describe(
+        problems
+    )
