@@ -79,6 +79,7 @@ def test_pools_need_kubernetes_1_30():
     raw = with_tenant("onprem-dgx", pools=["dgx-train"])
     raw["kubernetes"]["version"] = "1.29"
     raw["network"]["fabric"] = "ethernet"  # InfiniBand's network operator needs 1.32 itself
+    del raw["network"]["ib_hcas"]  # InfiniBand HCAs only with fabric infiniband
     message = problems(raw)[("tenants", 0, "pools")]
     assert "1.30" in message and "1.29" in message
     raw["tenants"][0].pop("pools")
