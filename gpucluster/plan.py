@@ -190,12 +190,6 @@ class Plan:
     def uses_mig(self) -> bool:
         return any(pool.spec.sharing.mode == "mig" for pool in self.pools)
 
-    @property
-    def mig_strategy(self) -> str:
-        """The cluster-wide MIG strategy GPU feature discovery reports: mixed wins over single."""
-        strategies = {pool.spec.sharing.strategy for pool in self.pools if pool.spec.sharing.mode == "mig"}
-        return "mixed" if "mixed" in strategies else ("single" if strategies else "none")
-
 
 def make_plan(spec: ClusterSpec) -> Plan:
     return Plan(spec=spec, pools=tuple(_pool_plan(spec, pool) for pool in spec.node_pools))

@@ -473,8 +473,13 @@ class GpuStackSpec(SpecModel):
 
 
 class ComponentVersions(SpecModel):
-    gpu_operator: ComponentVersion = Field("v26.3.0", description="NVIDIA GPU operator Helm chart version.")
-    device_plugin: ComponentVersion = Field("v0.20.0", description="NVIDIA k8s-device-plugin image version.")
+    """Pinned releases; the defaults are the GPU operator chart v26.7.0's own operand pins."""
+
+    gpu_operator: ComponentVersion = Field("v26.7.0", description="NVIDIA GPU operator Helm chart version.")
+    device_plugin: ComponentVersion = Field(
+        "v0.20.0",
+        description="k8s-device-plugin image version, for the device plugin and GPU feature discovery (one image).",
+    )
     dcgm_exporter: ComponentVersion = Field(
         "4.6.0-4.8.3-distroless", description="dcgm-exporter image tag (<DCGM version>-<exporter version>)."
     )

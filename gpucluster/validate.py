@@ -4,7 +4,8 @@
   are checked with kubernetes-validate's strict schemas for the target Kubernetes minor version (unknown fields
   fail).
 - Custom resources are checked against their CRD's ``openAPIV3Schema``, made strict: the API server
-  silently prunes unknown fields, so here they fail. CEL rules (``x-kubernetes-validations``) are not run.
+  silently prunes unknown fields, so here they fail. Null values of non-nullable fields are dropped first,
+  as the server does. CEL rules (``x-kubernetes-validations``) are not run.
 - Workloads that set ``FI_PROVIDER=efa`` must request ``vpc.amazonaws.com/efa``, and workloads that set
   ``NCCL_IB_DISABLE=0`` an ``rdma/...`` resource (else NCCL silently uses TCP).
 - Helm values are checked key by key against the chart's default ``values.yaml``; keys the chart only
@@ -138,8 +139,8 @@ def _check_object(file: str, obj: Any, schemas: _KubernetesSchemas, crds: _CrdIn
         if validator is not None:
             return _run(validator, obj, file, subject, "kubernetes-schema")
     validator = crds.validator(group, kind, version, schemas) if crds is not None else None
-    if validator is not None:
-        return _run(validator, obj, file, subject, "crd-schema")
+    if crds is not None and validator is not None:
+        return _run(validator, crds.pruned_nulls(group, kind, version, obj), file, subject, "crd-schema")
     missing = f"no CRD for {api_version} {kind}" + ("; pass --crds DIR" if crds is None else f" in {crds.directory}")
     if builtin:
         missing = f"Kubernetes {schemas.version} has no schema for {api_version} {kind} and {missing}"
@@ -235,6 +236,11 @@ class _CrdIndex:
                     if schema:
                         self._schemas[(spec["group"], spec["names"]["kind"], version["name"])] = schema
 
+    def pruned_nulls(self, group: str, kind: str, version: str, obj: dict) -> dict:
+        """The object as the API server validates it: null values of fields not marked ``nullable`` dropped
+        (a chart template's empty ``key:`` reads as null, and the server prunes it before validation)."""
+        return _prune_nulls(obj, self._schemas[(group, kind, version)])
+
     def validator(
         self, group: str, kind: str, version: str, schemas: _KubernetesSchemas
     ) -> jsonschema.protocols.Validator | None:
@@ -251,6 +257,23 @@ class _CrdIndex:
             properties["metadata"] = {"allOf": [properties.get("metadata", {}), {"$ref": OBJECT_META_REF}]}
             self._validators[key] = jsonschema.Draft202012Validator(strict, registry=schemas.registry)
         return self._validators[key]
+
+
+def _prune_nulls(value: Any, schema: dict) -> Any:
+    if isinstance(value, list):
+        items = schema.get("items")
+        return [_prune_nulls(item, items if isinstance(items, dict) else {}) for item in value]
+    if not isinstance(value, dict):
+        return value
+    properties = schema.get("properties", {})
+    additional = schema.get("additionalProperties")
+    additional = additional if isinstance(additional, dict) else {}
+    pruned = {}
+    for key, item in value.items():
+        sub = properties.get(key, additional)
+        if item is not None or sub.get("nullable"):
+            pruned[key] = _prune_nulls(item, sub)
+    return pruned
 
 
 def _strict(schema: dict) -> dict:

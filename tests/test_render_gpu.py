@@ -7,7 +7,7 @@ import pytest
 import yaml
 
 from gpucluster.plan import DEVICE_PLUGIN_CONFIG_LABEL, MIG_CONFIG_LABEL, make_plan
-from gpucluster.render import gpu
+from gpucluster.render import gpu, render
 from gpucluster.spec import ClusterSpec
 from stacks import REFERENCE, spec_of
 
@@ -67,7 +67,6 @@ def test_mig_pools_get_their_layout_and_label():
     assert flags["migStrategy"] == "mixed"
     values = gpu.operator_values(plan)
     assert values["migManager"]["enabled"] is True
-    assert values["mig"]["strategy"] == "mixed"
 
 
 def test_mig_single_fills_the_gpu_with_the_profile():
@@ -107,10 +106,56 @@ def test_operator_managed_toolkit_on_k3s_points_at_k3s_containerd():
 def test_versions_are_pinned_from_the_spec():
     spec = spec_of("eks-t4")
     release = gpu.operator_release(make_plan(spec))
-    assert release.version == spec.components.gpu_operator
+    assert release.version == spec.components.gpu_operator == "v26.7.0"
     assert release.values["devicePlugin"]["version"] == spec.components.device_plugin
     assert release.values["dcgmExporter"]["version"] == spec.components.dcgm_exporter
     assert "latest" not in yaml.safe_dump(release.values)
+
+
+def preview_policy(spec: ClusterSpec) -> dict:
+    """The ClusterPolicy as written to helm/previews/gpu-operator.yaml."""
+    (policy,) = yaml.safe_load_all(render(spec).files()["helm/previews/gpu-operator.yaml"])
+    return policy
+
+
+def test_device_plugin_override_pins_gpu_feature_discovery_too():
+    spec = spec_of("eks-t4", components={"device_plugin": "v0.19.0"})
+    values = gpu.operator_values(make_plan(spec))
+    assert values["devicePlugin"]["version"] == values["gfd"]["version"] == "v0.19.0"
+    policy = preview_policy(spec)["spec"]
+    assert policy["devicePlugin"]["version"] == policy["gfd"]["version"] == "v0.19.0"
+
+
+def test_rendered_pins_are_the_reference_charts_own():
+    """Default operand versions equal the gpu-operator chart v26.7.0's pins, and so does the validator
+    (the chart's appVersion): a stale default fails here."""
+    reference = REFERENCE / "charts" / "gpu-operator.values.yaml"
+    if not reference.is_file():
+        pytest.skip(f"gpu-operator chart values not found at {reference}")
+    upstream = yaml.safe_load(reference.read_text())
+    spec = spec_of("eks-t4")
+    values = gpu.operator_values(make_plan(spec))
+    pinned = {section: body["version"] for section, body in values.items() if "version" in body}
+    pinned.pop("driver")  # the driver branch is a gpu_stack choice, shared with the host-driver back end
+    assert set(pinned) == {"devicePlugin", "gfd", "dcgmExporter"}
+    for section, version in pinned.items():
+        assert version == upstream[section]["version"], section
+    assert preview_policy(spec)["spec"]["validator"]["version"] == spec.components.gpu_operator
+
+
+def test_each_mig_pool_keeps_its_own_strategy():
+    """A single and a mixed MIG pool in one cluster: the ClusterPolicy sets no strategy (the operator would
+    put it in MIG_STRATEGY, overriding both pools' configs), and each pool's config names its own."""
+    raw = spec_of("onprem-dgx").model_dump(mode="json")
+    mixed = {"mode": "mig", "strategy": "mixed", "layout": {"3g.40gb": 1, "2g.20gb": 1, "1g.10gb": 1}}
+    raw["node_pools"][2]["sharing"] = mixed
+    spec = ClusterSpec.model_validate(raw)
+    policy = preview_policy(spec)["spec"]
+    assert not (policy.get("mig") or {}).get("strategy")
+    data = config_map_data(gpu.config_maps(make_plan(spec)), gpu.DEVICE_PLUGIN_CONFIG)
+    strategies = {pool: yaml.safe_load(data[pool])["flags"]["migStrategy"] for pool in ("dgx-mig", "dgx-dev")}
+    assert strategies == {"dgx-mig": "single", "dgx-dev": "mixed"}
+    assert yaml.safe_load(data["dgx-train"])["flags"]["migStrategy"] == "none"
 
 
 def test_operands_tolerate_every_pool_taint():

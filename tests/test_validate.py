@@ -192,6 +192,20 @@ def test_cluster_policy_passes_against_its_crd(tmp_path):
 
 
 @needs_reference
+@needs_reference
+def test_null_of_a_non_nullable_field_is_pruned_as_the_api_server_does(tmp_path):
+    """The chart writes ``mig:`` with nothing under it when mig.strategy is empty; the server drops the null."""
+    policy = copy.deepcopy(CLUSTER_POLICY)
+    policy["spec"]["mig"] = None
+    out = write_output(tmp_path, {"helm/previews/gpu-operator.yaml": [policy]})
+    (row,) = validate_output(out, K8S, crds_dir=REFERENCE / "crds").checks
+    assert row.status == "ok", row.detail
+    policy["spec"]["mig"] = {"strategy": "both"}
+    write_output(tmp_path, {"helm/previews/gpu-operator.yaml": [policy]})
+    (row,) = validate_output(out, K8S, crds_dir=REFERENCE / "crds").checks
+    assert row.status == "fail" and row.detail.startswith("spec.mig.strategy:")
+
+
 def test_cluster_policy_unknown_field_fails(tmp_path):
     policy = copy.deepcopy(CLUSTER_POLICY)
     policy["spec"]["devicePlugin"]["migStrategy"] = "single"  # belongs under mig, the server would prune it

@@ -119,7 +119,14 @@ def _device_list_strategy(plan: Plan) -> dict:
 
 
 def operator_values(plan: Plan) -> dict:
-    """Helm values for the gpu-operator chart (every key exists in the chart's values.yaml)."""
+    """Helm values for the gpu-operator chart (every key exists in the chart's values.yaml).
+
+    ``mig.strategy`` is empty: the operator copies a non-empty strategy into ``MIG_STRATEGY`` of the device
+    plugin and GPU feature discovery, which beats the ``flags.migStrategy`` of each pool's config, so one
+    cluster-wide value would override a pool's own. Empty, the chart leaves the field out and every node's
+    config decides. The device plugin and GPU feature discovery ship as one image and read the same config:
+    ``components.device_plugin`` pins both.
+    """
     spec = plan.spec
     toolkit: dict = {"enabled": spec.gpu_stack.toolkit == "operator"}
     if toolkit["enabled"]:
@@ -139,6 +146,7 @@ def operator_values(plan: Plan) -> dict:
             **_device_list_strategy(plan),
             "config": {"create": False, "name": DEVICE_PLUGIN_CONFIG, "default": DEVICE_PLUGIN_FALLBACK},
         },
+        "gfd": {"enabled": True, "version": spec.components.device_plugin},
         "dcgmExporter": {
             "enabled": True,
             "version": spec.components.dcgm_exporter,
@@ -146,7 +154,7 @@ def operator_values(plan: Plan) -> dict:
             "env": [{"name": "DCGM_EXPORTER_COLLECTORS", "value": DCGM_METRICS_PATH}],
             "serviceMonitor": {"enabled": spec.monitoring.enabled},
         },
-        "mig": {"strategy": plan.mig_strategy if plan.uses_mig else "single"},
+        "mig": {"strategy": ""},
         "migManager": {
             "enabled": plan.uses_mig,
             "config": {"create": False, "name": MIG_PARTED_CONFIG if plan.uses_mig else "", "default": MIG_DISABLED},
@@ -154,24 +162,34 @@ def operator_values(plan: Plan) -> dict:
     }
 
 
-def cluster_policy(values: dict, chart_version: str) -> dict:
-    """The ClusterPolicy the chart's templates/clusterpolicy.yaml makes of our values (the parts we set).
+def _operand(values: dict, config: dict | None = None) -> dict:
+    """One operand section as templates/clusterpolicy.yaml writes it: ``enabled`` always, other keys only when
+    set (its ``{{- if }}`` guards); ``config`` as the template builds it for that operand, when it does."""
+    operand = {k: v for k, v in values.items() if k != "config" and (v or k == "enabled")}
+    if config:
+        operand["config"] = config
+    return operand
 
-    Rendered as a preview so it can be checked against the ClusterPolicy CRD; the chart creates it.
+
+def cluster_policy(values: dict, chart_version: str) -> dict:
+    """The ClusterPolicy the chart's templates/clusterpolicy.yaml (v26.7.0) makes of our values, for the keys
+    we set; keys we leave to the chart's defaults are left out.
+
+    Rendered as a preview so it can be checked against the ClusterPolicy CRD; the chart creates it. An empty
+    ``mig.strategy`` leaves ``mig:`` with nothing under it, which YAML reads as null (the API server prunes it).
     """
-    operands = {}
-    for section in ("devicePlugin", "dcgmExporter", "migManager", "toolkit"):
-        operands[section] = {k: v for k, v in values[section].items() if k != "config"}
-        config = {k: v for k, v in values[section].get("config", {}).items() if k in ("name", "default") and v}
-        if config:
-            operands[section]["config"] = config
+    strategy = values["mig"]["strategy"]
+    plugin, dcgm_config = values["devicePlugin"]["config"], values["dcgmExporter"]["config"].get("name")
+    device_plugin_config = {"name": plugin["name"], "default": plugin["default"]} if plugin.get("name") else None
+    mig = values["migManager"]["config"]
+    mig_config = {**({"name": mig["name"]} if mig.get("name") else {}), "default": mig["default"]}
     spec = {
         "operator": {},
         "daemonsets": {"priorityClassName": "system-node-critical", **values["daemonsets"]},
         "validator": {"version": chart_version},
-        "mig": values["mig"],
+        "mig": {"strategy": strategy} if strategy else None,
         "psa": {"enabled": False},
-        "cdi": {"enabled": values["cdi"]["enabled"], "default": False},
+        "cdi": {"enabled": values["cdi"]["enabled"]},
         "driver": {
             "enabled": values["driver"]["enabled"],
             "version": values["driver"]["version"],
@@ -180,9 +198,12 @@ def cluster_policy(values: dict, chart_version: str) -> dict:
                 "useHostMofed": values["driver"]["rdma"].get("useHostMofed", False),
             },
         },
-        **operands,
+        "toolkit": _operand(values["toolkit"]),
+        "devicePlugin": _operand(values["devicePlugin"], device_plugin_config),
         "dcgm": {"enabled": False},
-        "gfd": {"enabled": True},
+        "dcgmExporter": _operand(values["dcgmExporter"], {"name": dcgm_config} if dcgm_config else None),
+        "gfd": _operand(values["gfd"]),
+        "migManager": _operand(values["migManager"], mig_config),
         "nodeStatusExporter": {"enabled": False},
     }
     return k8s_object("nvidia.com/v1", "ClusterPolicy", "cluster-policy", spec=spec)
