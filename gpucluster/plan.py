@@ -190,6 +190,20 @@ class Plan:
     def uses_mig(self) -> bool:
         return any(pool.spec.sharing.mode == "mig" for pool in self.pools)
 
+    @property
+    def installs_prometheus_operator(self) -> bool:
+        """Whether a release of the stack installs the prometheus-operator CRDs (ServiceMonitor, ...).
+
+        Chart values that create ServiceMonitors are on only when it does. No release does yet: the
+        monitoring stack (kube-prometheus-stack) is to be added as one, and this then says so.
+        """
+        return False
+
+    @property
+    def scrapes_with_service_monitors(self) -> bool:
+        """GPU and ingress metrics are scraped through ServiceMonitors: wanted, and their CRD installed."""
+        return self.spec.monitoring.enabled and self.installs_prometheus_operator
+
 
 def make_plan(spec: ClusterSpec) -> Plan:
     return Plan(spec=spec, pools=tuple(_pool_plan(spec, pool) for pool in spec.node_pools))

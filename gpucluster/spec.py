@@ -240,7 +240,7 @@ VELERO_NAMESPACE = "velero"
 NETWORK_OPERATOR_NAMESPACE = "nvidia-network-operator"
 # The network operator chart's kubeVersion: helm refuses to install it on older clusters.
 NETWORK_OPERATOR_MIN_KUBERNETES = "1.32"
-INGRESS_NAMESPACE = "ingress-nginx"
+INGRESS_NAMESPACE = "nginx-ingress"
 KUEUE_NAMESPACE = "kueue-system"
 # Namespaces Kubernetes, gpucluster or common platform add-ons (CNIs, certificates, ingress, monitoring,
 # backups, autoscalers, queueing, fabric) own; a tenant's quotas and default-deny policies must never land there.
@@ -600,10 +600,32 @@ class AwsSpec(SpecModel):
     tags: dict[str, str] = Field(default_factory=dict, description="Extra tags on every AWS resource.")
 
 
+_ACM_CERTIFICATE_ARN = re.compile(
+    r"^arn:aws(-cn|-us-gov)?:acm:(?P<region>[a-z]{2}(-gov)?-[a-z]+-[0-9]):[0-9]{12}:certificate/"
+    r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
+)
+
+
+def _acm_certificate_arn(value: str) -> str:
+    if not _ACM_CERTIFICATE_ARN.match(value):
+        raise ValueError(
+            f"{value!r} is not an ACM certificate ARN; expected "
+            "arn:aws:acm:<region>:<12-digit account>:certificate/<uuid>"
+        )
+    return value
+
+
 class IngressSpec(SpecModel):
-    controller: Literal["none", "nginx"] = Field("none", description="Ingress controller to install.")
+    controller: Literal["none", "nginx"] = Field(
+        "none", description="Ingress controller to install: nginx is the F5 NGINX Ingress Controller."
+    )
     load_balancer: Literal["service", "alb", "nlb"] = Field(
         "service", description="What fronts the controller: a plain Service, an AWS ALB or an AWS NLB."
+    )
+    certificate_arn: Annotated[str, AfterValidator(_acm_certificate_arn)] | None = Field(
+        None,
+        description="ACM certificate (ARN, in the cluster's region) the ALB serves HTTPS with; HTTP is "
+        "redirected to HTTPS. Required with load_balancer 'alb'.",
     )
 
 
@@ -865,6 +887,7 @@ def _platform_rules(spec: ClusterSpec):
             spec.ingress.load_balancer,
             "ALB/NLB exist only on platform 'aws'; use 'service'",
         )
+    yield from _certificate_rules(spec)
     if spec.aws is not None:
         for index, zone in enumerate(spec.aws.availability_zones):
             if not zone.startswith(spec.aws.region):
@@ -875,6 +898,18 @@ def _platform_rules(spec: ClusterSpec):
 
 def _minor(version: str) -> int:
     return int(version.split(".")[1])
+
+
+def _certificate_rules(spec: ClusterSpec):
+    ingress, path = spec.ingress, ("ingress", "certificate_arn")
+    if ingress.load_balancer == "alb" and ingress.certificate_arn is None:
+        yield Violation(path, None, "an ALB serves HTTPS: name its ACM certificate (arn:aws:acm:<region>:...)")
+    if ingress.load_balancer != "alb" and ingress.certificate_arn is not None:
+        yield Violation(path, ingress.certificate_arn, "only an ALB (load_balancer 'alb') uses it; remove it")
+    match = _ACM_CERTIFICATE_ARN.match(ingress.certificate_arn or "")
+    if match and spec.aws is not None and match["region"] != spec.aws.region:
+        message = f"an ALB takes certificates from its own region {spec.aws.region!r}, not {match['region']!r}"
+        yield Violation(path, ingress.certificate_arn, message)
 
 
 def _control_plane_rules(spec: ClusterSpec):

@@ -432,6 +432,10 @@ def valid_specs(draw, platforms: tuple[str, ...] = PLATFORMS) -> dict:
     controller = draw(st.sampled_from(["nginx", "none"]))
     balancers = ["alb", "nlb", "service"] if platform == "aws" and controller != "none" else ["service"]
     raw["ingress"] = {"controller": controller, "load_balancer": draw(st.sampled_from(balancers))}
+    if raw["ingress"]["load_balancer"] == "alb":
+        partition = "aws-us-gov" if "-gov-" in raw["aws"]["region"] else "aws"
+        certificate = f"arn:{partition}:acm:{raw['aws']['region']}:123456789012:certificate/{draw(st.uuids())}"
+        raw["ingress"]["certificate_arn"] = certificate
     _maybe(
         draw,
         raw,

@@ -202,3 +202,11 @@ def test_config_maps_pass_the_kubernetes_schema(stack):
     spec = spec_of(stack)
     for obj in gpu.config_maps(make_plan(spec)):
         kubernetes_validate.validate(obj, f"{spec.kubernetes.version}.0", strict=True)
+
+
+def test_no_service_monitor_while_no_release_installs_its_crd():
+    """Without the prometheus-operator CRD the operator silently skips the ServiceMonitor (nothing scrapes, no
+    one is told); it comes on with the release that installs the CRD."""
+    plan = make_plan(spec_of("eks-t4"))
+    assert plan.spec.monitoring.enabled and not plan.installs_prometheus_operator
+    assert gpu.operator_values(plan)["dcgmExporter"]["serviceMonitor"] == {"enabled": False}

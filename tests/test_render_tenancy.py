@@ -227,10 +227,10 @@ def test_disruption_budgets_never_block_a_drain():
         assert "minAvailable" not in budget["spec"]
 
 
-def test_no_second_budget_for_ingress_nginx():
-    # Its chart renders one at replicaCount 2; two budgets over the same pods make evictions fail.
+def test_no_second_budget_for_the_ingress_controller():
+    # Its chart renders one (podDisruptionBudget.enabled); two budgets over the same pods make evictions fail.
     budgets = disruption_budgets(make_plan(spec_of("eks-t4")))
-    assert not [b for b in budgets if "ingress-nginx" in b["spec"]["selector"]["matchLabels"].values()]
+    assert not [b for b in budgets if b["metadata"]["namespace"] == INGRESS_NAMESPACE]
 
 
 # --- egress ----------------------------------------------------------------------------------------------

@@ -152,7 +152,7 @@ def operator_values(plan: Plan) -> dict:
             "version": spec.components.dcgm_exporter,
             "config": {"name": DCGM_METRICS_CONFIG},
             "env": [{"name": "DCGM_EXPORTER_COLLECTORS", "value": DCGM_METRICS_PATH}],
-            "serviceMonitor": {"enabled": spec.monitoring.enabled},
+            "serviceMonitor": {"enabled": plan.scrapes_with_service_monitors},
         },
         "mig": {"strategy": ""},
         "migManager": {

@@ -1,11 +1,14 @@
-"""The ingress path: ingress-nginx, and on AWS the load balancer in front of it.
+"""The ingress path: the F5 NGINX Ingress Controller, and on AWS the load balancer in front of it.
 
-``ingress.load_balancer`` decides what fronts the controller:
+The community ingress-nginx was retired in March 2026 (no more security fixes); its drop-in is F5's
+NGINX Ingress Controller (chart ``nginx-ingress``), which serves the same ``Ingress`` objects under the
+``nginx`` IngressClass. ``ingress.load_balancer`` decides what fronts it:
 
 - ``service``: the controller's Service of type LoadBalancer (whatever the platform provides);
 - ``nlb``: the same Service, turned into an NLB by the AWS Load Balancer Controller;
-- ``alb``: an ALB, made by the AWS Load Balancer Controller from the ``ingress-nginx-alb`` Ingress,
-  forwarding to the controller's Service (seed 004: user -> ALB -> nginx -> pods).
+- ``alb``: an ALB, made by the AWS Load Balancer Controller from the ``nginx-ingress-alb`` Ingress,
+  forwarding to the controller's Service (seed 004: user -> ALB -> nginx -> pods). The ALB serves HTTPS
+  with the spec's ACM certificate and redirects HTTP to HTTPS.
 
 Chart values are plain data. Values only known once Pulumi has created the cloud resources (the VPC id,
 the controller's IAM role for its service account) are added by the Pulumi program, not here.
@@ -13,20 +16,27 @@ the controller's IAM role for its service account) are added by the Pulumi progr
 
 from __future__ import annotations
 
+import json
+
 from gpucluster.plan import Plan
 from gpucluster.render.bundle import HelmRelease
 from gpucluster.render.k8s import k8s_object
 from gpucluster.spec import INGRESS_NAMESPACE, ClusterSpec
 
-INGRESS_NGINX_CHART = "ingress-nginx"
-INGRESS_NGINX_REPOSITORY = "https://kubernetes.github.io/ingress-nginx"
-INGRESS_NGINX_VERSION = "4.15.1"  # controller v1.15.1
+NGINX_INGRESS_RELEASE = "nginx-ingress"
+NGINX_INGRESS_CHART = "nginx-ingress"
+NGINX_INGRESS_REPOSITORY = "https://helm.nginx.com/stable"
+NGINX_INGRESS_VERSION = "2.7.0"  # NGINX Ingress Controller 5.6.0
 AWS_LB_CONTROLLER_CHART = "aws-load-balancer-controller"
 AWS_LB_CONTROLLER_REPOSITORY = "https://aws.github.io/eks-charts"
 AWS_LB_CONTROLLER_VERSION = "3.5.0"  # controller v3.5.0
-# The controller Service the ingress-nginx chart names after a release called "ingress-nginx".
-INGRESS_NGINX_SERVICE = "ingress-nginx-controller"
-ALB_INGRESS_NAME = "ingress-nginx-alb"
+# The controller Service the chart names "<release>-controller" (release "nginx-ingress" contains the chart name).
+NGINX_INGRESS_SERVICE = "nginx-ingress-controller"
+ALB_INGRESS_NAME = "nginx-ingress-alb"
+# TLS 1.3 and 1.2 only; the controller's default policy (ELBSecurityPolicy-2016-08) still allows TLS 1.0.
+ALB_SSL_POLICY = "ELBSecurityPolicy-TLS13-1-2-2021-06"
+# controller.healthStatus adds this location to nginx's default server; it answers 200 to any request.
+HEALTH_PATH = "/nginx-health"
 
 
 def _aws_target_type(spec: ClusterSpec) -> str:
@@ -50,19 +60,34 @@ def _controller_service(spec: ClusterSpec) -> dict:
     return {"type": "LoadBalancer"}
 
 
-def _ingress_nginx_values(spec: ClusterSpec) -> dict:
-    """Two replicas (the chart then adds its own PodDisruptionBudget), metrics and a ServiceMonitor
-    when monitoring is on. Behind an ALB, nginx trusts its X-Forwarded-* headers so backends see the
-    client's address and scheme."""
-    monitoring = spec.monitoring.enabled
+def _nginx_ingress_values(plan: Plan) -> dict:
+    """Two replicas with the chart's PodDisruptionBudget, no telemetry to F5, metrics when monitoring is on
+    (a ServiceMonitor only where its CRD is installed). Behind an ALB, nginx health-checks on
+    ``/nginx-health`` and takes the client address from X-Forwarded-For when the ALB (in the VPC) sent it."""
+    spec = plan.spec
     controller: dict = {
         "replicaCount": 2,
+        "podDisruptionBudget": {"enabled": True, "minAvailable": 1},
         "service": _controller_service(spec),
-        "metrics": {"enabled": monitoring, "serviceMonitor": {"enabled": monitoring}},
+        "telemetryReporting": {"enable": False},
     }
     if spec.ingress.load_balancer == "alb":
-        controller["config"] = {"use-forwarded-headers": "true"}
-    return {"controller": controller}
+        assert spec.aws is not None, "the spec requires an aws section wherever an ALB is allowed"
+        controller["healthStatus"] = True
+        controller["config"] = {
+            "entries": {
+                "real-ip-header": "X-Forwarded-For",
+                "set-real-ip-from": str(spec.aws.vpc_cidr),
+                "real-ip-recursive": "True",
+            }
+        }
+    monitors = plan.scrapes_with_service_monitors
+    prometheus = {
+        "create": spec.monitoring.enabled,
+        "service": {"create": monitors},
+        "serviceMonitor": {"create": monitors},
+    }
+    return {"controller": controller, "prometheus": prometheus}
 
 
 def _aws_lb_controller_values(spec: ClusterSpec) -> dict:
@@ -74,18 +99,19 @@ def _aws_lb_controller_values(spec: ClusterSpec) -> dict:
 
 
 def ingress_releases(plan: Plan) -> list[HelmRelease]:
-    """ingress-nginx when the spec asks for it, plus the AWS Load Balancer Controller behind an ALB or NLB."""
+    """The NGINX Ingress Controller when the spec asks for it, plus the AWS Load Balancer Controller behind
+    an ALB or NLB."""
     spec = plan.spec
     if spec.ingress.controller != "nginx":
         return []
     releases = [
         HelmRelease(
-            name="ingress-nginx",
-            chart=INGRESS_NGINX_CHART,
-            repository=INGRESS_NGINX_REPOSITORY,
-            version=INGRESS_NGINX_VERSION,
+            name=NGINX_INGRESS_RELEASE,
+            chart=NGINX_INGRESS_CHART,
+            repository=NGINX_INGRESS_REPOSITORY,
+            version=NGINX_INGRESS_VERSION,
             namespace=INGRESS_NAMESPACE,
-            values=_ingress_nginx_values(spec),
+            values=_nginx_ingress_values(plan),
         )
     ]
     if spec.ingress.load_balancer in ("alb", "nlb"):
@@ -105,20 +131,25 @@ def ingress_releases(plan: Plan) -> list[HelmRelease]:
 def alb_ingress(plan: Plan) -> list[dict]:
     """The Ingress from which the AWS Load Balancer Controller builds the internet-facing ALB in front of nginx.
 
-    It listens on HTTP 80 only: the spec names no ACM certificate yet, and HTTPS on 443 (with the
-    certificate ARN annotation) comes with that field. ALB health checks go to nginx's ``/healthz``,
-    which answers 200 on port 80; its default path ``/`` would answer 404 and mark every target unhealthy.
+    The ALB listens on HTTP 80 and HTTPS 443 with the spec's ACM certificate (TLS 1.2+), and answers HTTP
+    with a redirect to HTTPS; it forwards plain HTTP to nginx inside the VPC. Its health checks go to nginx's
+    ``/nginx-health`` (``controller.healthStatus``); the default path ``/`` would answer 404 from nginx's
+    default server and mark every target unhealthy.
     """
     spec = plan.spec
     if spec.ingress.controller != "nginx" or spec.ingress.load_balancer != "alb":
         return []
+    assert spec.ingress.certificate_arn is not None, "the spec requires a certificate with an ALB"
     annotations = {
         "alb.ingress.kubernetes.io/scheme": "internet-facing",
         "alb.ingress.kubernetes.io/target-type": _aws_target_type(spec),
-        "alb.ingress.kubernetes.io/listen-ports": '[{"HTTP": 80}]',
-        "alb.ingress.kubernetes.io/healthcheck-path": "/healthz",
+        "alb.ingress.kubernetes.io/listen-ports": json.dumps([{"HTTP": 80}, {"HTTPS": 443}]),
+        "alb.ingress.kubernetes.io/ssl-redirect": "443",
+        "alb.ingress.kubernetes.io/certificate-arn": spec.ingress.certificate_arn,
+        "alb.ingress.kubernetes.io/ssl-policy": ALB_SSL_POLICY,
+        "alb.ingress.kubernetes.io/healthcheck-path": HEALTH_PATH,
     }
-    backend = {"service": {"name": INGRESS_NGINX_SERVICE, "port": {"number": 80}}}
+    backend = {"service": {"name": NGINX_INGRESS_SERVICE, "port": {"number": 80}}}
     rule = {"http": {"paths": [{"path": "/", "pathType": "Prefix", "backend": backend}]}}
     spec_body = {"ingressClassName": "alb", "rules": [rule]}
     ingress = k8s_object(

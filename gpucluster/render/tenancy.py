@@ -212,8 +212,8 @@ def disruption_budgets(plan: Plan) -> list[dict]:
     budget never blocks a drain; it limits concurrent evictions once replicas are raised. Neither chart
     renders a budget of its own by default (NFD's ``master.podDisruptionBudget.enable`` is false).
 
-    ingress-nginx gets none here: with ``replicaCount`` 2 its chart already renders one
-    (``minAvailable: 1``), and a second budget over the same pods makes every eviction of them fail.
+    The NGINX Ingress Controller gets none here: its chart renders one (``podDisruptionBudget``, on with
+    ``minAvailable: 1`` for its two replicas), and a second budget over the same pods makes every eviction fail.
     The plan is taken like every renderer's, though the set is the same for every cluster.
     """
     return [
