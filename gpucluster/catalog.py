@@ -1,4 +1,4 @@
-"""The built-in hardware catalog: GPU models and AWS GPU instance types.
+"""The built-in hardware catalog: GPU models, AWS GPU instance types and a few CPU types for system nodes.
 
 The data lives in ``data/catalog.yaml`` (sources and date at its top); this module gives it types.
 It is loaded once, on first use.
@@ -49,11 +49,18 @@ class InstanceType(_Frozen):
     on_demand_usd_per_hour: float
 
 
+class CpuInstanceType(_Frozen):
+    vcpus: int
+    memory_gib: float
+    on_demand_usd_per_hour: float
+
+
 class Catalog(_Frozen):
     source: str
     as_of: str
     gpus: dict[str, GpuModel]
     instance_types: dict[str, InstanceType]
+    cpu_instance_types: dict[str, CpuInstanceType] = Field(description="CPU types for the system pool.")
 
 
 @cache

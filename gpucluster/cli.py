@@ -74,6 +74,8 @@ def stacks(stacks_dir: StacksDirOption = None) -> None:
         pools = "\n".join(f"{p.name} ({'+'.join(p.gpu_models)})" for p in plan.pools)
         gpus = sum(p.max_gpus for p in plan.pools)
         costs = [p.max_on_demand_usd_per_hour for p in plan.pools if p.max_on_demand_usd_per_hour is not None]
+        if plan.system_pool is not None:
+            costs.append(plan.system_pool.max_on_demand_usd_per_hour)
         cost = f"{sum(costs):,.2f}" if costs else "-"
         distribution = f"{spec.kubernetes.distribution} {spec.kubernetes.version}"
         table.add_row(loaded.name, spec.platform, distribution, pools, str(gpus), cost, "ok")

@@ -16,17 +16,26 @@ from gpucluster.spec import (
     GPU_TAINT_KEY,
     MIG_CONFIG_LABEL,
     POOL_LABEL,
+    SYSTEM_POOL_NAME,
     ClusterSpec,
     NetworkSpec,
     NodePool,
+    SystemPool,
     Taint,
     Tenant,
+    control_plane_schedulable,
+    gpu_tainted,
     mig_layout,
     pool_gpu_models,
 )
 
 MIG_DISABLED = "all-disabled"
 MANAGED_BY = {"app.kubernetes.io/managed-by": "gpucluster"}
+GPU_TAINT = Taint(key=GPU_TAINT_KEY, value="present", effect="NoSchedule")
+# Node-side settings the back ends apply (README, "What the back ends must apply"). API server admission
+# plugins: ExtendedResourceToleration gives a pod requesting nvidia.com/gpu the toleration of the GPU taint
+# (on in EKS; kubeadm's and k3s's API server need it in enable-admission-plugins).
+ADMISSION_PLUGINS = ("ExtendedResourceToleration",)
 # Extended resources the NVIDIA device plugin advertises (k8s-device-plugin: whole or time-sliced GPUs,
 # time-sliced GPUs under ``renameByDefault``, and MIG devices under the mixed strategy).
 GPU_RESOURCE = "nvidia.com/gpu"
@@ -125,9 +134,30 @@ class PoolPlan:
 
 
 @dataclass(frozen=True)
+class SystemPoolPlan:
+    """EKS: the CPU node group for system pods. Untainted, so everything that tolerates nothing lands here."""
+
+    spec: SystemPool
+    name: str
+    labels: dict[str, str]
+
+    @property
+    def max_on_demand_usd_per_hour(self) -> float:
+        price = catalog().cpu_instance_types[self.spec.instance_types[0]].on_demand_usd_per_hour
+        return price * self.spec.scaling.max
+
+
+@dataclass(frozen=True)
 class Plan:
     spec: ClusterSpec
     pools: tuple[PoolPlan, ...]
+    system_pool: SystemPoolPlan | None
+
+    @property
+    def control_plane_schedulable(self) -> bool:
+        """kubeadm/k3s control-plane machines take ordinary pods (kubeadm: the back end removes the
+        node-role.kubernetes.io/control-plane:NoSchedule taint)."""
+        return control_plane_schedulable(self.spec)
 
     @property
     def workload_namespaces(self) -> tuple[str, ...]:
@@ -206,7 +236,13 @@ class Plan:
 
 
 def make_plan(spec: ClusterSpec) -> Plan:
-    return Plan(spec=spec, pools=tuple(_pool_plan(spec, pool) for pool in spec.node_pools))
+    tainted = gpu_tainted(spec)
+    pools = tuple(_pool_plan(spec, pool, gpu) for pool, gpu in zip(spec.node_pools, tainted, strict=True))
+    system_pool = None
+    if spec.system_pool is not None:
+        labels = {POOL_LABEL: SYSTEM_POOL_NAME}
+        system_pool = SystemPoolPlan(spec=spec.system_pool, name=SYSTEM_POOL_NAME, labels=labels)
+    return Plan(spec=spec, pools=pools, system_pool=system_pool)
 
 
 def ib_settings(network: NetworkSpec, fabric: PoolFabric) -> dict[str, str]:
@@ -228,7 +264,7 @@ def _pool_fabric(spec: ClusterSpec, pool: NodePool) -> PoolFabric:
     return "infiniband" if spec.network.fabric == "infiniband" else "ethernet"
 
 
-def _pool_plan(spec: ClusterSpec, pool: NodePool) -> PoolPlan:
+def _pool_plan(spec: ClusterSpec, pool: NodePool, gpu_tainted: bool) -> PoolPlan:
     types = catalog().instance_types
     if pool.instance_types:
         first = types[pool.instance_types[0]]
@@ -244,8 +280,7 @@ def _pool_plan(spec: ClusterSpec, pool: NodePool) -> PoolPlan:
     }
     if pool.sharing.mode == "mig":
         labels[MIG_CONFIG_LABEL] = pool.name
-    gpu_taint = Taint(key=GPU_TAINT_KEY, value="present", effect="NoSchedule")
-    taints = (gpu_taint, *pool.taints)  # the spec refuses pool taints and labels that gpucluster sets
+    taints = ((GPU_TAINT,) if gpu_tainted else ()) + tuple(pool.taints)  # the spec refuses pool nvidia.com/gpu taints
     return PoolPlan(
         spec=pool,
         gpu_models=tuple(pool_gpu_models(pool)),

@@ -234,6 +234,7 @@ GPUCLUSTER_LABELS = {
 # labels in --node-labels stop the kubelet from starting.
 KUBELET_LABEL_NAMESPACES = ("kubelet.kubernetes.io", "node.kubernetes.io")
 RESERVED_POOL_NAME = "default"
+SYSTEM_POOL_NAME = "system"
 GPU_OPERATOR_NAMESPACE = "gpu-operator"
 MONITORING_NAMESPACE = "monitoring"
 VELERO_NAMESPACE = "velero"
@@ -326,6 +327,12 @@ class ControlPlane(SpecModel):
         None,
         description="host:port of the load balancer in front of the API servers; required with more than one.",
     )
+    schedulable: bool | None = Field(
+        None,
+        description="Ordinary pods (CoreDNS, controllers) may run on the control-plane machines. Unset: k3s "
+        "servers do, kubeadm control planes do not (node-role.kubernetes.io/control-plane:NoSchedule); true "
+        "on kubeadm has the back end remove that taint.",
+    )
 
 
 # --- node pools -------------------------------------------------------------------------------------
@@ -383,8 +390,12 @@ class NodePool(SpecModel):
     capacity: Capacity = Field(Capacity(), description="AWS: on-demand, spot or a mix.")
     scaling: Scaling = Field(Scaling(), description="AWS: node counts. On-prem pools have one node per host.")
     labels: dict[LabelKey, LabelValue] = Field(default_factory=dict, description="Extra node labels.")
-    taints: list[Taint] = Field(
-        default_factory=list, description="Extra taints; GPU pools always get nvidia.com/gpu=present:NoSchedule."
+    taints: list[Taint] = Field(default_factory=list, description="Extra taints on the pool's nodes.")
+    gpu_taint: bool | None = Field(
+        None,
+        description="Taint the nodes nvidia.com/gpu=present:NoSchedule so only GPU pods land there. Unset: on "
+        "AWS yes (system pods run on the system pool); on-prem and hybrid yes only when other nodes take the "
+        "system pods (a schedulable control plane outside the pools, or a pool with gpu_taint false).",
     )
     sharing: Sharing = Field(Sharing(), description="How a GPU is shared between pods.")
     efa: bool = Field(False, description="Attach EFA interfaces (needs EFA-capable instance types).")
@@ -392,6 +403,17 @@ class NodePool(SpecModel):
         None, description="Pin the pool to one AZ; required with EFA so the placement group's AZ is stable."
     )
     disk_gib: int = Field(200, ge=20, le=16384, description="Root volume size (always encrypted, gp3).")
+
+
+class SystemPool(SpecModel):
+    """EKS: CPU nodes for system pods (CoreDNS, controllers, the GPU operator, the ingress controller)."""
+
+    instance_types: list[Ec2InstanceType] = Field(
+        min_length=1, description="EC2 CPU instance types (catalog cpu_instance_types), first is preferred."
+    )
+    scaling: Scaling = Field(
+        Scaling(min=2, max=4, desired=2), description="Node counts; two or more keep CoreDNS available."
+    )
 
 
 # --- cluster-wide sections --------------------------------------------------------------------------
@@ -794,6 +816,9 @@ class ClusterSpec(SpecModel):
     gpu_stack: GpuStackSpec = Field(GpuStackSpec(), description="Where the NVIDIA driver and toolkit come from.")
     aws: AwsSpec | None = Field(None, description="Required on aws and hybrid.")
     node_pools: list[NodePool] = Field(min_length=1, description="GPU node pools (at least one).")
+    system_pool: SystemPool | None = Field(
+        None, description="EKS: CPU nodes for system pods; required when every GPU pool is tainted."
+    )
     components: ComponentVersions = Field(ComponentVersions(), description="Pinned versions of the GPU software.")
     tenants: list[Tenant] = Field(default_factory=list, description="Teams sharing the cluster, with quotas.")
     tenancy: TenancySpec = Field(TenancySpec(), description="Quotas alone, or Kueue queues in front of them.")
@@ -820,6 +845,7 @@ def _rule_violations(spec: ClusterSpec):
     for index, pool in enumerate(spec.node_pools):
         yield from _pool_rules(spec, pool, ("node_pools", index))
     yield from _uniqueness_rules(spec)
+    yield from _system_pod_rules(spec)
     yield from _tenant_rules(spec)
     yield from _tenant_access_rules(spec)
     yield from _no_effect_rules(spec)
@@ -1108,6 +1134,9 @@ def _uniqueness_rules(spec: ClusterSpec):
         if pool.name == RESERVED_POOL_NAME:
             message = "'default' names the device plugin's fallback config; pick another name"
             yield Violation(("node_pools", index, "name"), pool.name, message)
+        if pool.name == SYSTEM_POOL_NAME:
+            message = "'system' names the pool of CPU nodes for system pods; pick another name"
+            yield Violation(("node_pools", index, "name"), pool.name, message)
     control_hosts = spec.kubernetes.control_plane.hosts if spec.kubernetes.control_plane else []
     for name in duplicates(host.name for host in control_hosts):
         yield Violation(("kubernetes", "control_plane", "hosts"), name, "host names must be unique")
@@ -1249,6 +1278,46 @@ def _no_effect_rules(spec: ClusterSpec):
         yield Violation(("ingress", "load_balancer"), spec.ingress.load_balancer, message)
 
 
+def _system_pod_rules(spec: ClusterSpec):
+    """System pods (CoreDNS, controllers) need an untainted node; the system pool exists only on EKS."""
+    system_pool, eks = spec.system_pool, spec.kubernetes.distribution == "eks"
+    if system_pool is not None and not eks:
+        message = (
+            "only EKS provisions a system pool; on kubeadm/k3s system pods run on schedulable control-plane "
+            "machines (kubernetes.control_plane.schedulable) or on pools with gpu_taint false"
+        )
+        yield Violation(("system_pool",), "<section>", message)
+    if system_pool is not None:
+        cpu_types = catalog().cpu_instance_types
+        for index, name in enumerate(system_pool.instance_types):
+            if name in catalog().instance_types:
+                message = f"a GPU instance type; the system pool takes CPU types: {', '.join(cpu_types)}"
+                yield Violation(("system_pool", "instance_types", index), name, message)
+            elif name not in cpu_types:
+                message = f"not a known CPU instance type; allowed: {', '.join(cpu_types)}"
+                yield Violation(("system_pool", "instance_types", index), name, message)
+        scaling = system_pool.scaling
+        if not 1 <= scaling.min <= scaling.desired <= scaling.max:
+            yield Violation(("system_pool", "scaling"), scaling.model_dump(), "needs 1 <= min <= desired <= max")
+    if system_pool is not None or dedicated_system_nodes(spec) or any(takes_system_pods(spec)):
+        return
+    if eks:
+        message = (
+            "every GPU pool is tainted, so CoreDNS and the controllers would have no node: add a system_pool "
+            "(CPU instance_types such as m6i.large, scaling) or set gpu_taint: false on a pool"
+        )
+        yield Violation(("system_pool",), None, message)
+        return
+    blocking = [(i, "gpu_taint") for i, p in enumerate(spec.node_pools) if p.gpu_taint]
+    blocking += [(i, "taints") for i, p in enumerate(spec.node_pools) if any(_repels(t) for t in p.taints)]
+    index, field = min(blocking)  # with no dedicated system node, only explicit taints leave none
+    fix = "set gpu_taint: false on a pool (or drop its NoSchedule/NoExecute taints)"
+    if not control_plane_schedulable(spec):
+        fix += " or make the control plane schedulable (kubernetes.control_plane.schedulable: true)"
+    message = f"every node is tainted, so CoreDNS and the controllers would have no node: {fix}"
+    yield Violation(("node_pools", index, field), getattr(spec.node_pools[index], field), message)
+
+
 # --- derived facts the rules and the renderers share -------------------------------------------------
 
 
@@ -1347,3 +1416,48 @@ def _guardian_rules(spec: ClusterSpec):
         yield Violation(path, None, "name the guardian image you built from images/guardian/Dockerfile")
     if guardian.image and guardian.image.endswith(":latest"):
         yield Violation(path, guardian.image, "pin a version tag or digest; 'latest' drifts")
+
+
+def control_plane_schedulable(spec: ClusterSpec) -> bool:
+    """Whether ordinary pods may run on the kubeadm/k3s control-plane machines (never on EKS)."""
+    control_plane = spec.kubernetes.control_plane
+    if spec.kubernetes.distribution == "eks" or control_plane is None:
+        return False
+    if control_plane.schedulable is not None:
+        return control_plane.schedulable
+    return spec.kubernetes.distribution == "k3s"
+
+
+def dedicated_system_nodes(spec: ClusterSpec) -> int:
+    """Schedulable control-plane machines that are in no pool, so carry no pool taint."""
+    control_plane = spec.kubernetes.control_plane
+    if control_plane is None or not control_plane_schedulable(spec):
+        return 0
+    if control_plane.instance_type:
+        return control_plane.count
+    pooled = {host.name for pool in spec.node_pools for host in pool.hosts}
+    return sum(host.name not in pooled for host in control_plane.hosts)
+
+
+def gpu_tainted(spec: ClusterSpec) -> tuple[bool, ...]:
+    """Per pool: whether it carries the GPU taint. ``gpu_taint`` decides where set; unset, AWS pools are
+    tainted (the system pool takes system pods) and on-prem pools are tainted only when some node outside the
+    unset pools takes system pods: a schedulable control-plane machine in no pool, or an untainted pool."""
+    if spec.platform == "aws":
+        return tuple(pool.gpu_taint is not False for pool in spec.node_pools)
+    elsewhere = dedicated_system_nodes(spec) > 0 or any(
+        pool.gpu_taint is False and not any(_repels(t) for t in pool.taints) for pool in spec.node_pools
+    )
+    return tuple(elsewhere if pool.gpu_taint is None else pool.gpu_taint for pool in spec.node_pools)
+
+
+def takes_system_pods(spec: ClusterSpec) -> tuple[bool, ...]:
+    """Per pool: no taint on its nodes keeps ordinary pods away (PreferNoSchedule does not)."""
+    return tuple(
+        not tainted and not any(_repels(t) for t in pool.taints)
+        for pool, tainted in zip(spec.node_pools, gpu_tainted(spec), strict=True)
+    )
+
+
+def _repels(taint: Taint) -> bool:
+    return taint.effect in ("NoSchedule", "NoExecute")

@@ -428,6 +428,21 @@ def valid_specs(draw, platforms: tuple[str, ...] = PLATFORMS) -> dict:
         else:
             raw["node_pools"].append(draw(host_pools(name, pool_hosts[index])))
 
+    if platform == "aws":
+        # GPU pools are tainted on EKS: system pods need the system pool, or a pool left untainted.
+        if draw(st.booleans()):
+            cpu_types = st.lists(st.sampled_from(sorted(catalog().cpu_instance_types)), min_size=1, max_size=2)
+            raw["system_pool"] = {"instance_types": draw(cpu_types)}
+            if draw(st.booleans()):
+                high = draw(st.integers(1, 20))
+                low = draw(st.integers(1, high))
+                raw["system_pool"]["scaling"] = {"min": low, "max": high, "desired": draw(st.integers(low, high))}
+        else:
+            raw["node_pools"][0]["gpu_taint"] = False
+    if "system_pool" not in raw:
+        # System pods need the pool left open to them; only PreferNoSchedule taints keep it so.
+        for taint in raw["node_pools"][0].get("taints", []):
+            taint["effect"] = "PreferNoSchedule"
     raw["tenants"] = draw(tenants())
     controller = draw(st.sampled_from(["nginx", "none"]))
     balancers = ["alb", "nlb", "service"] if platform == "aws" and controller != "none" else ["service"]

@@ -29,7 +29,7 @@ def test_pool_labels_select_pool_device_plugin_and_mig_configs():
         assert pool.labels["workload"] == pool.spec.labels["workload"]
 
 
-def test_every_gpu_pool_carries_the_gpu_taint_once():
+def test_a_tainted_gpu_pool_carries_the_gpu_taint_first():
     """The GPU taint comes first, then the pool's own (the spec refuses a pool taint on nvidia.com/gpu)."""
     raw = plan_of("eks-t4").spec.model_dump(mode="json")
     raw["node_pools"][0]["taints"] = [{"key": "dedicated", "value": "inference", "effect": "NoExecute"}]

@@ -75,8 +75,17 @@ def config_maps(plan: Plan) -> list[dict]:
     return objects
 
 
+# The chart's default NFD worker toleration, kept when we set the list: NFD labels control-plane nodes too.
+CONTROL_PLANE_TOLERATION = {
+    "key": "node-role.kubernetes.io/control-plane",
+    "operator": "Equal",
+    "value": "",
+    "effect": "NoSchedule",
+}
+
+
 def pool_tolerations(plan: Plan) -> list[dict]:
-    """Operand DaemonSets tolerate every taint a GPU pool carries."""
+    """Operand DaemonSets (and the NFD worker) tolerate every taint a GPU pool carries."""
     seen: dict[tuple, dict] = {}
     for pool in plan.pools:
         for taint in pool.taints:
@@ -159,6 +168,9 @@ def operator_values(plan: Plan) -> dict:
             "enabled": plan.uses_mig,
             "config": {"create": False, "name": MIG_PARTED_CONFIG if plan.uses_mig else "", "default": MIG_DISABLED},
         },
+        # NFD's worker labels every node (GPU feature discovery and the operator select on its labels): it
+        # must land on every tainted pool, not only on nvidia.com/gpu ones.
+        "node-feature-discovery": {"worker": {"tolerations": [CONTROL_PLANE_TOLERATION, *pool_tolerations(plan)]}},
     }
 
 
