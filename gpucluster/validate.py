@@ -10,6 +10,9 @@
   ``NCCL_IB_DISABLE=0`` an ``rdma/...`` resource (else NCCL silently uses TCP).
 - Helm values are checked key by key against the chart's default ``values.yaml``; keys the chart only
   documents in commented-out lines are accepted.
+- Every custom resource the output creates (an object, a chart preview, or a chart value that switches one
+  on) needs its CRD from a release in ``helm/releases.yaml`` (``gpucluster.crds``) or a declared
+  prerequisite (its ``crd_prerequisites``): else it would fail to apply, or be silently skipped.
 
 Whatever cannot be checked (no CRD, no chart values file) is reported as ``unchecked``, never as ``ok``.
 """
@@ -28,6 +31,7 @@ import yaml
 from kubernetes_validate import utils as kv
 from referencing import Registry, Resource
 
+from gpucluster.crds import CHART_CRD_GROUPS, CHART_VALUE_SWITCHES, charts_installing
 from gpucluster.render.nccl import POD_SPEC_PATHS, efa_env_without_request, ib_env_without_request
 
 OBJECT_DIRS = ("manifests", "custom-resources", "examples", "helm/previews")
@@ -90,6 +94,7 @@ def validate_output(
         crds = _crd_index(Path(crds_dir).resolve(), _stamp(Path(crds_dir)))
     checks: list[Check] = []
     objects: list[dict] = []
+    custom: list[tuple[str, dict]] = []  # (file, object) of every custom resource
     for path in [p for d in OBJECT_DIRS for p in sorted((out_dir / d).glob("*.yaml"))]:
         file = path.relative_to(out_dir).as_posix()
         try:
@@ -99,8 +104,10 @@ def validate_output(
             continue
         checks.extend(_check_object(file, obj, schemas, crds) for obj in documents)
         objects.extend(obj for obj in documents if isinstance(obj, dict) and isinstance(obj.get("metadata"), dict))
+        custom.extend((file, obj) for obj in documents if _is_custom_resource(obj, schemas))
     checks.extend(_check_fabric_requests(objects))
     checks.extend(_check_releases(out_dir, Path(chart_values_dir) if chart_values_dir else None))
+    checks.extend(_check_crd_sources(out_dir, custom))
     return Report(tuple(checks))
 
 
@@ -315,6 +322,93 @@ def _crd_index(directory: Path, stamp: tuple) -> _CrdIndex:
 def _stamp(directory: Path) -> tuple:
     """Names and modification times of a directory's files: a cache key that changes when they do."""
     return tuple(sorted((p.name, p.stat().st_mtime_ns) for p in directory.iterdir() if p.is_file()))
+
+
+# --- where custom resources get their CRDs ---------------------------------------------------------------------
+
+
+def _is_custom_resource(obj: Any, schemas: _KubernetesSchemas) -> bool:
+    """An object of a kind the target Kubernetes does not serve itself (so a CRD must define it)."""
+    if not isinstance(obj, dict) or not isinstance(obj.get("apiVersion"), str) or not isinstance(obj.get("kind"), str):
+        return False
+    try:
+        return schemas.validator(obj["apiVersion"], obj["kind"]) is None
+    except kv.InvalidSchemaError:
+        return False
+
+
+def _check_crd_sources(out_dir: Path, custom: list[tuple[str, dict]]) -> list[Check]:
+    """Each custom resource, and each chart value that creates one, against the CRDs the stack installs."""
+    releases, prerequisites = _release_index(out_dir)
+    provided = {group: "declared prerequisite" for group in prerequisites}
+    checks = []
+    for release in releases:
+        if release["chart"] not in CHART_CRD_GROUPS:
+            detail = (
+                f"chart {release['chart']} is not in gpucluster.crds.CHART_CRD_GROUPS: add the CRD groups it installs"
+            )
+            checks.append(Check(RELEASES_FILE, release["name"], "crd-source", "fail", detail))
+        for group in CHART_CRD_GROUPS.get(release["chart"], ()):
+            provided.setdefault(group, f"release {release['name']}")
+    for file, obj in custom:
+        group = obj["apiVersion"].rpartition("/")[0]
+        checks.append(_crd_source(file, _subject(obj), group, obj["kind"], provided, "remove the object"))
+    for release in releases:
+        values = _values_of(out_dir / "helm" / release["values"])
+        for switch in CHART_VALUE_SWITCHES.get(release["chart"], ()):
+            if _lookup(values, switch.path, switch.default) is True:
+                subject = f"{switch.kind} from {release['name']} {switch.path}"
+                file = f"helm/{release['values']}"
+                fix = f"or set {switch.path} false"
+                checks.append(_crd_source(file, subject, switch.group, switch.kind, provided, fix))
+    return checks
+
+
+def _crd_source(file: str, subject: str, group: str, kind: str, provided: dict[str, str], undo: str) -> Check:
+    if group in provided:
+        return Check(file, subject, "crd-source", "ok", f"{group} from {provided[group]}")
+    charts = charts_installing(group)
+    install = f"add a release of {' or '.join(charts)}" if charts else "install its CRD"
+    detail = (
+        f"no release in the stack installs the CRD of {group} {kind}: {install}, declare it in "
+        f"{RELEASES_FILE} crd_prerequisites if the cluster has it, {undo}"
+    )
+    return Check(file, subject, "crd-source", "fail", detail)
+
+
+def _release_index(out_dir: Path) -> tuple[list[dict], list[str]]:
+    """The well-formed releases and the declared CRD prerequisites of helm/releases.yaml (problems with the
+    file itself are reported by the chart-values checks)."""
+    try:
+        content = yaml.load((out_dir / RELEASES_FILE).read_text(), Loader=_Loader)
+    except (OSError, yaml.YAMLError):
+        return [], []
+    if not isinstance(content, dict):
+        return [], []
+    releases = [
+        r
+        for r in content.get("releases") or []
+        if isinstance(r, dict) and all(isinstance(r.get(k), str) for k in ("name", "chart", "values"))
+    ]
+    prerequisites = [g for g in content.get("crd_prerequisites") or [] if isinstance(g, str)]
+    return releases, prerequisites
+
+
+def _values_of(path: Path) -> dict:
+    try:
+        values = yaml.load(path.read_text(), Loader=_Loader)
+    except (OSError, yaml.YAMLError):
+        return {}
+    return values if isinstance(values, dict) else {}
+
+
+def _lookup(values: dict, dotted: str, default: Any) -> Any:
+    node: Any = values
+    for key in dotted.split("."):
+        if not isinstance(node, dict) or key not in node:
+            return default
+        node = node[key]
+    return node
 
 
 # --- Helm values ------------------------------------------------------------------------------------------

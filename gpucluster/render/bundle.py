@@ -42,6 +42,8 @@ class Bundle:
     releases: list[HelmRelease] = field(default_factory=list)
     custom_resources: dict[str, list[dict]] = field(default_factory=dict)
     examples: dict[str, list[dict]] = field(default_factory=dict)
+    # API groups whose CRDs the cluster must already have (no release here installs them); see gpucluster.crds.
+    crd_prerequisites: tuple[str, ...] = ()
 
     def files(self) -> dict[str, bytes]:
         """Relative path -> content, including the SHA256SUMS index, in a stable order."""
@@ -61,7 +63,8 @@ class Bundle:
                 }
                 for r in self.releases
             ]
-            texts["helm/releases.yaml"] = to_yaml({"releases": index})
+            prerequisites = {"crd_prerequisites": list(self.crd_prerequisites)} if self.crd_prerequisites else {}
+            texts["helm/releases.yaml"] = to_yaml({"releases": index, **prerequisites})
         for release in self.releases:
             texts[f"helm/{release.values_file}"] = to_yaml(release.values)
             if release.previews:
