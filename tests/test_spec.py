@@ -919,7 +919,11 @@ RULES = [
     pytest.param(
         Rule(
             "eks-t4",
-            valid={("ingress", "controller"): "none", ("ingress", "load_balancer"): "service"},
+            valid={
+                ("ingress", "controller"): "none",
+                ("ingress", "load_balancer"): "service",
+                ("ingress", "certificate_arn"): DELETE,
+            },
             breaking={("ingress", "load_balancer"): "nlb"},
             path=("ingress", "load_balancer"),
             fragments=("ingress.controller",),
