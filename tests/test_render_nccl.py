@@ -4,11 +4,15 @@ import kubernetes_validate
 import pytest
 
 from gpucluster.plan import NVIDIA_PEERMEM, POOL_LABEL, make_plan
+from gpucluster.render import render
 from gpucluster.render.gpu import operator_values
 from gpucluster.render.nccl import (
     EFA_RESOURCE,
     efa_env_without_request,
+    example_nodes,
     ib_env_without_request,
+    multi_node_example,
+    multi_node_job_name,
     nccl_config_maps,
     nccl_test_example,
 )
@@ -306,3 +310,78 @@ def test_guard_resolves_config_map_references():
     }
     objects = [cm] + [workload("Deployment", c) for c in (by_key, prefixed, overridden)]
     assert efa_env_without_request(objects) == ["Deployment team/w container a"]
+
+
+# --- the multi-node all-reduce ---------------------------------------------------------------------------
+
+
+def multi_node(stack: str, **sections) -> dict[tuple[str, str], dict]:
+    """(kind, name) -> object of the multi-node example."""
+    return {(o["kind"], o["metadata"]["name"]): o for o in multi_node_example(make_plan(spec_of(stack, **sections)))}
+
+
+@pytest.mark.parametrize(
+    ("stack", "pool", "nodes", "gpus", "devices"),
+    [
+        ("onprem-dgx", "dgx-train", 4, 8, {"rdma/ib": "1"}),
+        ("eks-h100", "h100-efa", 2, 8, {EFA_RESOURCE: "32"}),
+        ("onprem-kubeadm", "a30", 2, 1, {}),
+        ("eks-t4", "t4-inference", 2, 1, {}),
+    ],
+)
+def test_multi_node_example_is_an_indexed_job_across_the_pools_nodes(stack, pool, nodes, gpus, devices):
+    objects = multi_node(stack)
+    name = f"allreduce-{pool}"
+    job, service, script = objects[("Job", name)], objects[("Service", name)], objects[("ConfigMap", "allreduce-bench")]
+    spec, pod = job["spec"], job["spec"]["template"]["spec"]
+    assert (spec["completionMode"], spec["completions"], spec["parallelism"]) == ("Indexed", nodes, nodes)
+    # Headless Service + subdomain: pod i is <job>-i.<service>; pod 0 hosts torchrun's rendezvous.
+    assert service["spec"]["clusterIP"] == "None" and service["spec"]["publishNotReadyAddresses"] is True
+    assert service["spec"]["selector"].items() <= job["spec"]["template"]["metadata"]["labels"].items()
+    assert pod["subdomain"] == service["metadata"]["name"]
+    [container] = pod["containers"]
+    command = container["command"]
+    assert command[0] == "torchrun"
+    assert f"--nnodes={nodes}" in command and f"--nproc-per-node={gpus}" in command
+    assert "--node-rank=$(JOB_COMPLETION_INDEX)" in command
+    assert f"--master-addr={name}-0.{service['metadata']['name']}" in command
+    # The script comes from the ConfigMap, mounted where the command runs it.
+    [mount] = [m for m in container["volumeMounts"] if m["name"] == "benchmark"]
+    [volume] = [v for v in pod["volumes"] if v["name"] == "benchmark"]
+    assert volume["configMap"]["name"] == script["metadata"]["name"]
+    [script_name] = script["data"]
+    assert command[-1] == f"{mount['mountPath']}/{script_name}"
+    assert "def bus_bandwidth" in script["data"][script_name]
+    # Wired to the pool's fabric.
+    assert pod["nodeSelector"] == {POOL_LABEL: pool}
+    assert container["envFrom"] == [{"configMapRef": {"name": f"nccl-env-{pool}"}}]
+    assert container["resources"]["limits"] == {"nvidia.com/gpu": str(gpus), **devices}
+    assert {("nvidia.com/gpu", "NoSchedule")} <= {(t["key"], t["effect"]) for t in pod["tolerations"]}
+    assert job["metadata"]["namespace"] == script["metadata"]["namespace"] == service["metadata"]["namespace"]
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_multi_node_example_passes_the_schema_and_the_fabric_guards(stack):
+    plan = make_plan(spec_of(stack))
+    objects = [*nccl_config_maps(plan), *multi_node_example(plan)]
+    for obj in objects:
+        kubernetes_validate.validate(obj, "1.33.0", strict=True)
+    assert efa_env_without_request(objects) == [] and ib_env_without_request(objects) == []
+
+
+def test_single_node_mig_and_time_sliced_pools_get_no_multi_node_example():
+    assert multi_node("onprem-k3s") == {}  # one machine
+    assert "examples/nccl-multi-node.yaml" not in render(spec_of("onprem-k3s")).files(), "no empty example file"
+    jobs = [name for kind, name in multi_node("onprem-dgx") if kind == "Job"]
+    assert jobs == ["allreduce-dgx-train"]  # dgx-mig and dgx-dev are single hosts, and MIG / time-sliced
+    h100, a100 = spec_of("eks-h100").model_dump()["node_pools"]
+    assert [n for k, n in multi_node("eks-h100", node_pools=[a100, h100]) if k == "Job"] == ["allreduce-h100-efa"]
+
+
+def test_multi_node_job_names_leave_room_for_the_pod_index():
+    raw = spec_of("onprem-dgx").model_dump(mode="json")
+    raw["node_pools"][0]["name"] = "p" * 60
+    raw["tenants"][1]["pools"] = None
+    [pool] = [p for p in make_plan(ClusterSpec.model_validate(raw)).pools if p.name == "p" * 60]
+    name = multi_node_job_name(pool)
+    assert len(f"{name}-{example_nodes(pool) - 1}") <= 63 and name.startswith("allreduce-ppp")

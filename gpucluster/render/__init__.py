@@ -53,5 +53,5 @@ def render(spec: ClusterSpec) -> Bundle:
             "20-kueue": kueue.kueue_objects(plan),
             "30-karpenter": aws_nodes.karpenter_objects(plan),
         },
-        examples={"nccl-test": nccl.nccl_test_example(plan)},
+        examples={"nccl-test": nccl.nccl_test_example(plan), "nccl-multi-node": nccl.multi_node_example(plan)},
     )

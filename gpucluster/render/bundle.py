@@ -73,7 +73,8 @@ class Bundle:
             if objects:
                 texts[f"custom-resources/{component}.yaml"] = to_yaml_documents(objects)
         for name, objects in sorted(self.examples.items()):
-            texts[f"examples/{name}.yaml"] = to_yaml_documents(objects)
+            if objects:
+                texts[f"examples/{name}.yaml"] = to_yaml_documents(objects)
         files = {path: text.encode() for path, text in texts.items()}
         files[INDEX_FILE] = "".join(
             f"{hashlib.sha256(content).hexdigest()}  {path}\n" for path, content in sorted(files.items())

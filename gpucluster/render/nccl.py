@@ -13,6 +13,7 @@ On EFA, setting ``FI_PROVIDER=efa`` is not enough: a container that does not als
 from __future__ import annotations
 
 from collections.abc import Callable
+from importlib import resources
 
 from gpucluster.catalog import catalog
 from gpucluster.plan import POOL_LABEL, Plan, PoolPlan, ib_settings
@@ -21,6 +22,12 @@ from gpucluster.spec import Taint
 
 NCCL_ENV_PREFIX = "nccl-env"
 NCCL_TEST_NAME = "nccl-allreduce-test"
+MULTI_NODE_NAME = "nccl-allreduce-multi-node"
+MULTI_NODE_PREFIX = "allreduce"
+BENCHMARK_SCRIPT = "allreduce_bench.py"
+BENCHMARK_CONFIG_MAP = "allreduce-bench"
+BENCHMARK_MOUNT = "/opt/allreduce-bench"
+RENDEZVOUS_PORT = 29500  # torchrun's default master port
 # NVIDIA's PyTorch container ships the nccl-tests binaries (all_reduce_perf, ...) on its PATH. CUDA 12.9
 # runs on driver branch 575 and newer, the oldest a reference stack pins.
 NCCL_TEST_IMAGE = "nvcr.io/nvidia/pytorch:25.06-py3"
@@ -129,11 +136,20 @@ def nccl_test_example(plan: Plan) -> list[dict]:
     namespace = _namespace_for(plan, pool)
     if namespace is None:
         return []
+    command = ["all_reduce_perf", "-b", "8", "-e", "1G", "-f", "2", "-g", str(pool.gpus_per_node)]
+    labels = {"app.kubernetes.io/name": NCCL_TEST_NAME}
+    pod_spec = _pool_pod_spec(plan, pool, _nccl_container(plan, pool, "all-reduce", command))
+    spec = {"backoffLimit": 0, "template": {"metadata": {"labels": labels}, "spec": pod_spec}}
+    return [k8s_object("batch/v1", "Job", NCCL_TEST_NAME, namespace, labels, spec=spec)]
+
+
+def _nccl_container(plan: Plan, pool: PoolPlan, name: str, command: list[str]) -> dict:
+    """A container using a whole node of the pool: its GPUs, its fabric's devices and its NCCL settings."""
     devices = pod_devices(plan, pool)
-    container = {
-        "name": "all-reduce",
+    return {
+        "name": name,
         "image": NCCL_TEST_IMAGE,
-        "command": ["all_reduce_perf", "-b", "8", "-e", "1G", "-f", "2", "-g", str(pool.gpus_per_node)],
+        "command": command,
         "envFrom": [{"configMapRef": {"name": nccl_config_map_name(pool)}}],
         "resources": {"requests": devices, "limits": dict(devices)},
         # No IPC_LOCK (Pod Security "baseline" refuses it): RDMA pins memory under the runtime's memlock
@@ -141,7 +157,10 @@ def nccl_test_example(plan: Plan) -> list[dict]:
         "securityContext": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}},
         "volumeMounts": [{"name": "dshm", "mountPath": "/dev/shm"}],
     }
-    pod_spec = {
+
+
+def _pool_pod_spec(plan: Plan, pool: PoolPlan, container: dict) -> dict:
+    return {
         "restartPolicy": "Never",
         "nodeSelector": {POOL_LABEL: pool.name},
         "tolerations": [_toleration(taint) for taint in pool.taints],
@@ -149,9 +168,94 @@ def nccl_test_example(plan: Plan) -> list[dict]:
         # NCCL's shared-memory transport needs more than the runtime's default 64 MiB /dev/shm.
         "volumes": [{"name": "dshm", "emptyDir": {"medium": "Memory"}}],
     }
-    labels = {"app.kubernetes.io/name": NCCL_TEST_NAME}
-    spec = {"backoffLimit": 0, "template": {"metadata": {"labels": labels}, "spec": pod_spec}}
-    return [k8s_object("batch/v1", "Job", NCCL_TEST_NAME, namespace, labels, spec=spec)]
+
+
+# --- the multi-node all-reduce ----------------------------------------------------------------------
+
+
+def benchmark_script() -> str:
+    return resources.files("gpucluster").joinpath(f"data/{BENCHMARK_SCRIPT}").read_text(encoding="utf-8")
+
+
+def multi_node_pools(plan: Plan) -> list[PoolPlan]:
+    """Pools of more than one node with whole GPUs (MIG slices and time-sliced replicas do not run NCCL jobs)."""
+    return [
+        pool for pool in plan.pools if pool.multi_node and pool.gpus_per_node > 0 and pool.spec.sharing.mode == "none"
+    ]
+
+
+def example_nodes(pool: PoolPlan) -> int:
+    """Nodes the multi-node example spans: every host on-prem; on AWS the desired count, at least 2 (the
+    autoscaler adds nodes up to the pool's maximum)."""
+    if not pool.spec.instance_types:
+        return pool.max_nodes
+    return min(pool.max_nodes, max(2, pool.spec.scaling.desired))
+
+
+def multi_node_job_name(pool: PoolPlan) -> str:
+    """``allreduce-<pool>``, short enough that each pod's hostname ``<job>-<index>`` stays a DNS label."""
+    room = 63 - 1 - len(str(example_nodes(pool) - 1))
+    return f"{MULTI_NODE_PREFIX}-{pool.name}"[:room].rstrip("-")
+
+
+def multi_node_example(plan: Plan) -> list[dict]:
+    """A torchrun all-reduce across the nodes of each multi-node pool, needing no operator (no MPIJob, no
+    PyTorchJob): an Indexed Job with one pod per node and a headless Service.
+
+    The Service gives every pod a DNS name, ``<job>-<index>.<job>``; pod 0 is torchrun's rendezvous host and
+    each pod's completion index is its node rank. The benchmark script (bus bandwidth per message size, see
+    ``gpucluster/data/allreduce_bench.py``) comes from a ConfigMap. Each pod takes a whole node: its GPUs, its
+    fabric's devices (EFA interfaces / the RDMA resource) and the pool's ``nccl-env-<pool>``. Pods in a tenant
+    namespace reach each other under its default-deny policies (same-namespace traffic is allowed).
+    """
+    objects: list[dict] = []
+    scripts: set[str] = set()
+    for pool in multi_node_pools(plan):
+        namespace = _namespace_for(plan, pool)
+        if namespace is None:
+            continue
+        if namespace not in scripts:
+            scripts.add(namespace)
+            objects.append(config_map(BENCHMARK_CONFIG_MAP, namespace, {BENCHMARK_SCRIPT: benchmark_script()}))
+        objects += _multi_node_job(plan, pool, namespace)
+    return objects
+
+
+def _multi_node_job(plan: Plan, pool: PoolPlan, namespace: str) -> list[dict]:
+    name, nodes = multi_node_job_name(pool), example_nodes(pool)
+    command = [
+        "torchrun",
+        f"--nnodes={nodes}",
+        f"--nproc-per-node={pool.gpus_per_node}",
+        "--node-rank=$(JOB_COMPLETION_INDEX)",  # set by the Job controller in every pod of an Indexed Job
+        f"--master-addr={name}-0.{name}",
+        f"--master-port={RENDEZVOUS_PORT}",
+        f"{BENCHMARK_MOUNT}/{BENCHMARK_SCRIPT}",
+    ]
+    container = _nccl_container(plan, pool, "torchrun", command)
+    container["ports"] = [{"name": "rendezvous", "containerPort": RENDEZVOUS_PORT}]
+    container["volumeMounts"].append({"name": "benchmark", "mountPath": BENCHMARK_MOUNT, "readOnly": True})
+    pod_spec = {"subdomain": name, **_pool_pod_spec(plan, pool, container)}
+    pod_spec["volumes"].append({"name": "benchmark", "configMap": {"name": BENCHMARK_CONFIG_MAP}})
+    labels = {"app.kubernetes.io/name": MULTI_NODE_NAME, "app.kubernetes.io/instance": name}
+    service = {
+        "clusterIP": "None",
+        "selector": {"app.kubernetes.io/instance": name},
+        # Pod 0's name must resolve while the pods start, before any is ready.
+        "publishNotReadyAddresses": True,
+        "ports": [{"name": "rendezvous", "port": RENDEZVOUS_PORT, "targetPort": RENDEZVOUS_PORT}],
+    }
+    job = {
+        "completionMode": "Indexed",
+        "completions": nodes,
+        "parallelism": nodes,
+        "backoffLimit": 0,
+        "template": {"metadata": {"labels": labels}, "spec": pod_spec},
+    }
+    return [
+        k8s_object("v1", "Service", name, namespace, labels, spec=service),
+        k8s_object("batch/v1", "Job", name, namespace, labels, spec=job),
+    ]
 
 
 # --- the fabric request guards ----------------------------------------------------------------------
