@@ -356,7 +356,8 @@ def test_multi_node_example_is_an_indexed_job_across_the_pools_nodes(stack, pool
     assert pod["nodeSelector"] == {POOL_LABEL: pool}
     assert container["envFrom"] == [{"configMapRef": {"name": f"nccl-env-{pool}"}}]
     assert container["resources"]["limits"] == {"nvidia.com/gpu": str(gpus), **devices}
-    assert {("nvidia.com/gpu", "NoSchedule")} <= {(t["key"], t["effect"]) for t in pod["tolerations"]}
+    [pool_plan] = [p for p in make_plan(spec_of(stack)).pools if p.name == pool]
+    assert {(t.key, t.effect) for t in pool_plan.taints} <= {(t["key"], t["effect"]) for t in pod["tolerations"]}
     assert job["metadata"]["namespace"] == script["metadata"]["namespace"] == service["metadata"]["namespace"]
 
 
