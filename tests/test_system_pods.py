@@ -3,6 +3,8 @@ system pool of CPU nodes, and a spec that would leave CoreDNS and the controller
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from gpucluster.plan import GPU_TAINT, POOL_LABEL, make_plan
@@ -42,6 +44,8 @@ def test_single_k3s_box_keeps_its_only_node_open_to_system_pods():
     assert plan.system_pool is None
     values = gpu.operator_values(plan)
     assert values["daemonsets"]["tolerations"] == []
+    # The chart writes tolerations only when the list is non-empty ({{- if .Values.daemonsets.tolerations }}).
+    assert "tolerations" not in gpu.cluster_policy(values, "v26.7.0")["spec"]["daemonsets"]
     assert values["node-feature-discovery"]["worker"]["tolerations"] == [CONTROL_PLANE_TOLERATION]
     for job in nccl.nccl_test_example(plan):
         pod = job["spec"]["template"]["spec"] if job["kind"] == "Job" else {}
@@ -154,3 +158,21 @@ def test_system_is_a_reserved_pool_name():
     assert ("node_pools.0.name", "'system' names the pool of CPU nodes for system pods; pick another name") in problems(
         raw
     )
+
+
+def test_readme_names_the_node_side_settings_the_back_ends_apply():
+    """Each named fact of gpucluster.plan that a back end must apply is spelled out in the README."""
+    from gpucluster import plan
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    start = readme.index("What the back ends must apply")
+    section = readme[start : readme.index("\n\n", readme.index("\n- ", start))]  # its list
+    for name, values in (
+        ("ADMISSION_PLUGINS", plan.ADMISSION_PLUGINS),
+        ("CONTAINER_TOOLKIT_SETTINGS", plan.CONTAINER_TOOLKIT_SETTINGS),
+    ):
+        assert f"`{name}`" in section
+        for value in values:
+            assert value in section, value
+    assert plan.ADMISSION_PLUGINS == ("ExtendedResourceToleration",)
+    assert plan.CONTAINER_TOOLKIT_SETTINGS["accept-nvidia-visible-devices-envvar-when-unprivileged"] is False

@@ -197,7 +197,10 @@ def cluster_policy(values: dict, chart_version: str) -> dict:
     mig_config = {**({"name": mig["name"]} if mig.get("name") else {}), "default": mig["default"]}
     spec = {
         "operator": {},
-        "daemonsets": {"priorityClassName": "system-node-critical", **values["daemonsets"]},
+        "daemonsets": {
+            "priorityClassName": "system-node-critical",
+            **{k: v for k, v in values["daemonsets"].items() if v},
+        },
         "validator": {"version": chart_version},
         "mig": {"strategy": strategy} if strategy else None,
         "psa": {"enabled": False},
