@@ -326,6 +326,7 @@ def test_irsa_roles_trust_only_their_service_account(t4):
         f"{t4.cluster}-cluster-autoscaler": "kube-system:cluster-autoscaler",
         f"{t4.cluster}-node-termination-handler": "kube-system:aws-node-termination-handler",
         f"{t4.cluster}-aws-load-balancer-controller": "kube-system:aws-load-balancer-controller",
+        f"{t4.cluster}-velero": "velero:velero",
     }
     federated = {}
     for role in t4.of_type(ROLE):
@@ -403,3 +404,47 @@ def test_an_invalid_spec_fails_before_any_resource_is_registered():
     with pytest.raises(pulumi.RunError, match="invalid cluster spec"):
         evaluate("eks-h100", config, run, monitor)
     assert monitor.registered == []
+
+
+# --- Velero's bucket and role ------------------------------------------------------------------------------
+
+
+def test_velero_bucket_is_private_versioned_encrypted_and_expires_only_deleted_versions(t4):
+    name = f"{t4.cluster}-velero"
+    bucket = t4.named("aws:s3/bucket:Bucket", name)
+    assert bucket.inputs["bucket"] == "orchestrator-velero-backups"
+    block = t4.named("aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock", f"{name}-public-access").inputs
+    assert all(block[k] for k in ("blockPublicAcls", "blockPublicPolicy", "ignorePublicAcls", "restrictPublicBuckets"))
+    versioning = t4.named("aws:s3/bucketVersioning:BucketVersioning", f"{name}-versioning").inputs
+    assert versioning["versioningConfiguration"]["status"] == "Enabled"
+    encryption = t4.named(
+        "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration", f"{name}-encryption"
+    ).inputs
+    assert encryption["rules"][0]["applyServerSideEncryptionByDefault"]["sseAlgorithm"] == "aws:kms"
+    (rule,) = t4.named("aws:s3/bucketLifecycleConfiguration:BucketLifecycleConfiguration", f"{name}-lifecycle").inputs[
+        "rules"
+    ]
+    assert "expiration" not in rule, "current backups are Velero's to expire (its TTLs)"
+    assert rule["noncurrentVersionExpiration"]["noncurrentDays"] == 30
+    policy = json.loads(t4.named("aws:s3/bucketPolicy:BucketPolicy", f"{name}-tls-only").inputs["policy"])
+    assert policy["Statement"][0]["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+
+
+def test_velero_role_is_scoped_to_its_bucket_and_named_in_the_release_values(t4):
+    name = f"{t4.cluster}-velero"
+    policy = json.loads(t4.named("aws:iam/rolePolicy:RolePolicy", f"{name}-policy").inputs["policy"])
+    bucket_arn = f"arn:aws:mock:123456789012:{name}"  # the mocks' ARN of the bucket resource
+    by_action = {action: statement["Resource"] for statement in policy["Statement"] for action in statement["Action"]}
+    assert by_action["s3:PutObject"] == [f"{bucket_arn}/*"]
+    assert by_action["s3:ListBucket"] == [bucket_arn]
+    assert not [a for a, resources in by_action.items() if a.startswith("s3:") and "*" in resources]
+    release = t4.named(RELEASE, "velero").inputs
+    assert release["values"]["serviceAccount"]["server"]["annotations"]["eks.amazonaws.com/role-arn"]
+
+
+def test_no_backup_bucket_without_velero():
+    def no_velero(raw):
+        raw.pop("backups", None)
+
+    program = evaluated("eks-t4", no_velero)
+    assert program.of_type("aws:s3/bucket:Bucket") == []

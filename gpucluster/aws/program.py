@@ -12,7 +12,7 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
-from gpucluster.aws import autoscaling, ingress
+from gpucluster.aws import autoscaling, backups, ingress
 from gpucluster.aws.eks import Addons, Cluster
 from gpucluster.aws.gpu_layer import GpuLayer, kubeconfig
 from gpucluster.aws.network import Network
@@ -74,6 +74,7 @@ def build(plan: Plan) -> None:
             overlays |= autoscaling.cluster_autoscaler(plan, cluster, opts)
     addons = Addons(cluster, [system.node_group], opts)
     overlays |= ingress.load_balancer_controller(plan, cluster, network.vpc.id, opts)
+    overlays |= backups.velero_storage(plan, cluster, opts)
     config: pulumi.Output[str] = pulumi.Output.secret(kubeconfig(cluster, spec.aws.region))
     kubernetes = k8s.Provider(
         f"{spec.name}-k8s",
