@@ -57,13 +57,18 @@ def _load(stack: str, stacks_dir: Path | None):
 def stacks(stacks_dir: StacksDirOption = None) -> None:
     """List the stacks: platform, distribution, pools and GPUs."""
     from gpucluster.plan import make_plan
-    from gpucluster.stackfile import SpecError, list_stacks, load_stack, stack_name
+    from gpucluster.stackfile import SpecError, default_stacks_dir, list_stacks, load_stack, stack_name
 
+    directory = stacks_dir or default_stacks_dir()
+    if not directory.is_dir():
+        problem = "not a directory" if directory.exists() else "no such directory"
+        err.print(f"error: stacks directory {directory}: {problem}", style="red", highlight=False, markup=False)
+        raise typer.Exit(EXIT_BAD_INPUT)
     table = Table("platform", "distribution", "pools", "GPUs (max)", "$/h (max, on-demand)", "status")
     table.add_column("stack", no_wrap=True)
     table.columns.insert(0, table.columns.pop())
     invalid = False
-    for path in list_stacks(stacks_dir):
+    for path in list_stacks(directory):
         try:
             loaded = load_stack(str(path))
         except SpecError as error:

@@ -8,14 +8,15 @@ from __future__ import annotations
 
 import difflib
 import re
+import reprlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, get_args
 
-import yaml
 from pydantic import BaseModel, ValidationError
 from pydantic.fields import FieldInfo
 
+from gpucluster import yamlfile
 from gpucluster.spec import ClusterSpec, RuleViolations, Violation
 
 CONFIG_KEY = "gpucluster:cluster"
@@ -71,8 +72,14 @@ def format_path(path: tuple) -> str:
     return text
 
 
+_REPR = reprlib.Repr()
+_REPR.maxstring = _REPR.maxother = 80
+_REPR.maxlevel, _REPR.maxlist, _REPR.maxdict, _REPR.maxset = 3, 6, 6, 6
+
+
 def _short(value: Any) -> str:
-    text = repr(value)
+    """A value for a message, cut before it is formatted (a huge value is never repr()'d whole)."""
+    text = _REPR.repr(value)
     return text if len(text) <= 80 else text[:77] + "..."
 
 
@@ -109,10 +116,10 @@ def load_stack(ref: str, stacks_dir: Path | None = None) -> Stack:
     source = str(path)
     name = stack_name(path)
     if not _STACK_NAME.fullmatch(name) or name in (".", ".."):
-        problem = "letters, digits, '-', '_' and '.' (not '.' or '..'), as Pulumi requires; rename the file"
-        raise SpecError(source, [Violation((), name, f"the stack name (from the file name) must be {problem}")])
+        rule = "letters, digits, '-', '_' and '.' (not '.' or '..'), as Pulumi requires; rename the file"
+        raise SpecError.in_file(source, f"the stack name {_short(name)} (from the file name) must be {rule}")
     try:
-        text = path.read_text(encoding="utf-8")
+        document = yamlfile.load_file(path)
     except FileNotFoundError:
         known = ", ".join(stack_name(p) for p in list_stacks(stacks_dir)) or "none"
         raise SpecError.in_file(source, f"no such stack file; known stacks: {known}") from None
@@ -122,12 +129,8 @@ def load_stack(ref: str, stacks_dir: Path | None = None) -> Stack:
         raise SpecError.in_file(source, f"cannot read the file: {error.strerror}") from None
     except UnicodeDecodeError as error:
         raise SpecError.in_file(source, f"not UTF-8 text: byte {error.start} cannot be decoded") from None
-    try:
-        document = yaml.safe_load(text)
-    except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise SpecError.in_file(source, f"not valid YAML{where}: {getattr(error, 'problem', error)}") from None
+    except yamlfile.YamlFileError as error:
+        raise SpecError.in_file(source, str(error)) from None
     config = document.get("config") if isinstance(document, dict) else None
     if not isinstance(config, dict) or CONFIG_KEY not in config:
         raise SpecError.in_file(source, _missing_spec(document))
@@ -193,6 +196,9 @@ def _violations(error: ValidationError) -> list[Violation]:
             message = f"does not match {rule.rstrip('.')}"
             if item["type"] == "string_too_long":
                 message = f"longer than {item['ctx']['max_length']} characters; {message}"
+        elif item["type"] == "string_type" and isinstance(item.get("input"), int | float):  # bool is an int
+            kind = "a boolean" if isinstance(item["input"], bool) else "a number"
+            message = f"expected text, but YAML reads this unquoted value as {kind}; put it in quotes as written"
         elif item["type"] == "literal_error":
             message = f"allowed: {item['ctx']['expected']}"
         elif item["type"] == "extra_forbidden":
