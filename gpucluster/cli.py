@@ -169,6 +169,35 @@ def validate(
 
 
 @app.command()
+def inventory(
+    stack: StackOption,
+    out_dir: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Directory for inventory.yml (default: build/STACK/ansible).")
+    ] = None,
+    stacks_dir: StacksDirOption = None,
+) -> None:
+    """Write the Ansible inventory of an on-prem or hybrid stack.
+
+    Groups control_plane, workers, gpu_nodes and one pool_<name> per pool; use it with
+    ansible-playbook -i DIR/inventory.yml ansible/site.yml.
+    """
+    loaded = _load(stack, stacks_dir)
+    if loaded.spec.platform == "aws":
+        err.print(f"error: {loaded.path}: platform 'aws' has no Ansible inventory (EKS nodes)", style="red")
+        raise typer.Exit(EXIT_BAD_INPUT)
+    from gpucluster.onprem.inventory import HEADER, INVENTORY_FILE
+    from gpucluster.output import write_file
+
+    target = (out_dir or Path("build") / loaded.name / "ansible") / INVENTORY_FILE
+    try:
+        write_file(target, _render_files(loaded.spec)[f"ansible/{INVENTORY_FILE}"], ours=HEADER.encode())
+    except (OSError, FileExistsError) as error:
+        err.print(f"error: cannot write {target}: {error}", style="red", highlight=False, markup=False)
+        raise typer.Exit(EXIT_BAD_INPUT) from None
+    out.print(f"{loaded.name} -> {target}", highlight=False)
+
+
+@app.command()
 def schema(
     markdown: Annotated[
         bool, typer.Option("--markdown", help="Print the field reference (docs/spec.md) instead.")

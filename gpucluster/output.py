@@ -183,6 +183,22 @@ def _renamable(out_dir: Path) -> bool:
     return cwd != out_dir and out_dir not in cwd.parents
 
 
+def write_file(path: Path, content: bytes, ours: bytes) -> None:
+    """Replace one file atomically; an existing file not starting with ``ours`` (not ours) is refused."""
+    if path.exists() and (not path.is_file() or not path.read_bytes().startswith(ours)):
+        raise FileExistsError("exists and was not written by gpucluster; move it away first")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, staging = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as stream:
+            stream.write(content)
+        os.chmod(staging, 0o644)
+        os.replace(staging, path)
+    except BaseException:
+        os.unlink(staging)
+        raise
+
+
 def _swap_directory(staging: Path, out_dir: Path) -> None:
     if not out_dir.exists():
         staging.rename(out_dir)

@@ -76,6 +76,14 @@ def pool_gpu_resources(pool: NodePool) -> dict[str, int]:
         return per_gpu
     return {GPU_RESOURCE: 1}
 
+# Node-side settings the bare-metal back end applies (EKS has its own equivalents).
+# GPU pods get the toleration for the pools' nvidia.com/gpu taint from this admission plugin.
+API_SERVER_ADMISSION_PLUGINS = ("ExtendedResourceToleration",)
+# The toolkit ignores NVIDIA_VISIBLE_DEVICES from unprivileged containers: only the device plugin grants GPUs.
+TOOLKIT_ACCEPT_ENVVAR_WHEN_UNPRIVILEGED = False
+# RDMA/NCCL pin memory; the runtime's memlock limit is raised instead of granting pods IPC_LOCK.
+RUNTIME_MEMLOCK = "infinity"
+
 
 # The driver's GPUDirect RDMA module: lets InfiniBand HCAs read and write GPU memory. The GPU operator's driver
 # container loads it (driver.rdma); with the host's driver, the bare-metal back end must.

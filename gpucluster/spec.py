@@ -129,6 +129,8 @@ ComponentVersion = Annotated[
 ]
 Cidr = Annotated[IPv4Network, BeforeValidator(_network_text)]
 _DNS_LABEL = r"[A-Za-z0-9]([-A-Za-z0-9]{0,61}[A-Za-z0-9])?"
+_REGISTRY = rf"^{_DNS_LABEL}(\.{_DNS_LABEL})*(:[0-9]{{1,5}})?$"
+MirrorUrl = Annotated[str, StringConstraints(pattern=r"^https?://[^\s/]+(/\S*)?$")]
 _HOSTNAME = re.compile(rf"^(?=.{{1,253}}$){_DNS_LABEL}(\.{_DNS_LABEL})*$")
 
 
@@ -315,6 +317,10 @@ class Host(SpecModel):
     name: DnsLabel = Field(description="Hostname; becomes the Kubernetes node name and the Ansible inventory name.")
     address: Address = Field(description="IP address or DNS name Ansible connects to.")
     gpus: list[GpuSet] = Field(default_factory=list, description="GPUs in this host; empty takes the pool's `gpu`.")
+    ssh_user: str | None = Field(
+        None, pattern=r"^[a-z_][a-z0-9_-]*$", description="User Ansible logs in as (default: Ansible's own)."
+    )
+    ssh_port: int = Field(22, ge=1, le=65535, description="SSH port Ansible connects to.")
 
 
 class ControlPlane(SpecModel):
@@ -482,6 +488,10 @@ class NetworkSpec(SpecModel):
 class RuntimeSpec(SpecModel):
     name: Literal["containerd", "cri-o"] = Field("containerd", description="Container runtime (EKS: containerd).")
     cdi: bool = Field(False, description="Inject GPUs through the Container Device Interface.")
+    registry_mirrors: dict[Annotated[str, StringConstraints(pattern=_REGISTRY)], list[MirrorUrl]] = Field(
+        default_factory=dict,
+        description="On-prem/hybrid: registry host -> mirror URLs tried in order (e.g. {'docker.io': ['https://m.local']}).",
+    )
 
 
 class GpuStackSpec(SpecModel):
@@ -492,6 +502,23 @@ class GpuStackSpec(SpecModel):
     )
     driver_version: ComponentVersion = Field("580.105.08", description="NVIDIA driver branch to install.")
     toolkit: Literal["host", "operator"] = Field("host", description="Where the NVIDIA container toolkit comes from.")
+    driver_source: Literal["cuda-repo", "distro"] = Field(
+        "cuda-repo",
+        description="Host driver on-prem: NVIDIA's CUDA repository (pinned version) or the distribution's packages.",
+    )
+    open_kernel_modules: bool | None = Field(
+        None,
+        description="Host driver: NVIDIA's open kernel modules; None picks them for Turing and newer "
+        "(Blackwell requires them, Volta cannot use them).",
+    )
+    fabric_manager: bool | None = Field(
+        None, description="Host driver: run nvidia-fabricmanager; None enables it on 8-GPU SXM (NVSwitch) hosts."
+    )
+
+    @property
+    def driver_branch(self) -> str:
+        """The driver branch (major version) packages are pinned to, e.g. '575' for 575.64.03."""
+        return self.driver_version.lstrip("v").split(".", 1)[0]
 
 
 class ComponentVersions(SpecModel):
@@ -852,8 +879,27 @@ def _rule_violations(spec: ClusterSpec):
     yield from _datastore_rules(spec)
     yield from _backup_rules(spec)
     yield from _guardian_rules(spec)
+    yield from _gpu_stack_rules(spec)
 
     yield from _aws_rules(spec)
+
+
+def _gpu_stack_rules(spec: ClusterSpec):
+    """Open kernel modules: Blackwell GPUs need them, Volta GPUs cannot use them."""
+    open_modules = spec.gpu_stack.open_kernel_modules
+    if open_modules is None:
+        return
+    architectures = {
+        catalog().gpus[model].architecture: model for pool in spec.node_pools for model in pool_gpu_models(pool)
+    }
+    conflict = "volta" if open_modules else "blackwell"
+    if conflict in architectures:
+        need = "proprietary" if open_modules else "open"
+        yield Violation(
+            ("gpu_stack", "open_kernel_modules"),
+            open_modules,
+            f"{architectures[conflict]} ({conflict}) needs NVIDIA's {need} kernel modules; drop the field to pick them",
+        )
 
 
 def _platform_rules(spec: ClusterSpec):

@@ -6,6 +6,7 @@ group of objects goes to (``NN-`` prefixes give the ``kubectl apply`` order).
 
 from __future__ import annotations
 
+from gpucluster.onprem.inventory import HEADER, INVENTORY_FILE, inventory
 from gpucluster.plan import make_plan
 from gpucluster.render import (
     admission,
@@ -21,6 +22,7 @@ from gpucluster.render import (
     tenancy,
 )
 from gpucluster.render.bundle import Bundle
+from gpucluster.render.k8s import to_yaml
 from gpucluster.spec import ClusterSpec
 
 
@@ -54,4 +56,5 @@ def render(spec: ClusterSpec) -> Bundle:
             "30-karpenter": aws_nodes.karpenter_objects(plan),
         },
         examples={"nccl-test": nccl.nccl_test_example(plan), "nccl-multi-node": nccl.multi_node_example(plan)},
+        ansible={INVENTORY_FILE: HEADER + to_yaml(inventory(plan))} if spec.platform != "aws" else {},
     )

@@ -8,6 +8,7 @@ Layout of an output directory:
 - ``custom-resources/NN-<component>.yaml``: custom resources whose CRDs a release installs, to apply after
   the releases;
 - ``examples/<name>.yaml``: sample workloads wired for this cluster (not applied);
+- ``ansible/inventory.yml``: on-prem and hybrid stacks' Ansible inventory (``ansible-playbook -i``);
 - ``SHA256SUMS``: every other file with its sha256 (``sha256sum -c SHA256SUMS``).
 """
 
@@ -44,6 +45,7 @@ class Bundle:
     examples: dict[str, list[dict]] = field(default_factory=dict)
     # API groups whose CRDs the cluster must already have (no release here installs them); see gpucluster.crds.
     crd_prerequisites: tuple[str, ...] = ()
+    ansible: dict[str, str] = field(default_factory=dict)
 
     def files(self) -> dict[str, bytes]:
         """Relative path -> content, including the SHA256SUMS index, in a stable order."""
@@ -75,6 +77,8 @@ class Bundle:
         for name, objects in sorted(self.examples.items()):
             if objects:
                 texts[f"examples/{name}.yaml"] = to_yaml_documents(objects)
+        for name, text in sorted(self.ansible.items()):
+            texts[f"ansible/{name}"] = text
         files = {path: text.encode() for path, text in texts.items()}
         files[INDEX_FILE] = "".join(
             f"{hashlib.sha256(content).hexdigest()}  {path}\n" for path, content in sorted(files.items())
