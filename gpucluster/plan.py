@@ -76,6 +76,7 @@ def pool_gpu_resources(pool: NodePool) -> dict[str, int]:
         return per_gpu
     return {GPU_RESOURCE: 1}
 
+
 # Node-side settings the bare-metal back end applies (EKS has its own equivalents).
 # GPU pods get the toleration for the pools' nvidia.com/gpu taint from this admission plugin.
 API_SERVER_ADMISSION_PLUGINS = ("ExtendedResourceToleration",)

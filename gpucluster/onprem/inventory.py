@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from gpucluster.backups import k3s_server_config
 from gpucluster.catalog import catalog
 from gpucluster.plan import (
     API_SERVER_ADMISSION_PLUGINS,
@@ -153,6 +154,5 @@ def _cluster_vars(spec: ClusterSpec, control_plane: Mapping[str, Host | None], h
         "network_fabric": spec.network.fabric,
         "infiniband_hcas": list(spec.network.ib_hcas),
         "dcgm_host_service": not spec.monitoring.enabled,
-        "backups_etcd_snapshots": spec.backups.etcd_snapshots,
-        "backups_schedule": spec.backups.schedule,
+        "k3s_server_config": k3s_server_config(spec),
     }

@@ -6,7 +6,7 @@ group of objects goes to (``NN-`` prefixes give the ``kubectl apply`` order).
 
 from __future__ import annotations
 
-from gpucluster.onprem.inventory import HEADER, INVENTORY_FILE, inventory
+from gpucluster.onprem import inventory as onprem  # a module: onprem.inventory imports gpucluster.render too
 from gpucluster.plan import make_plan
 from gpucluster.render import (
     admission,
@@ -57,4 +57,5 @@ def render(spec: ClusterSpec) -> Bundle:
         },
         examples={"nccl-test": nccl.nccl_test_example(plan), "nccl-multi-node": nccl.multi_node_example(plan)},
         ansible={INVENTORY_FILE: HEADER + to_yaml(inventory(plan))} if spec.platform != "aws" else {},
+        ansible={onprem.INVENTORY_FILE: onprem.HEADER + to_yaml(onprem.inventory(plan))}
     )
