@@ -3,7 +3,9 @@
 - ``gpucluster --help`` time against the import floor of its CLI libraries (target: within 1.3x);
 - render + validate time per reference stack (target: the largest under 3 s);
 - render time for 1 / 10 / 100 node pools (target: linear in pools), and the memory rendering 100 pools
-  allocates at its peak (target: under 64 MiB).
+  allocates at its peak (target: under 64 MiB);
+- Ansible on a Debian 12 test host (root, debootstrap): first converge, idempotent re-run, and a bare
+  gather_facts play on the same host (target: re-run within 1.5x of the bare play).
 
 Run with ``scripts/dev.sh bench`` (or ``.venv/bin/python benchmarks/run.py``).
 """
@@ -18,9 +20,14 @@ import time
 import tracemalloc
 from pathlib import Path
 
+import yaml
+
 ROOT = Path(__file__).resolve().parents[1]
 REFERENCE = ROOT.parent / "shared" / "reference"
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))
+
+from testhost import AptCache, build_base, chroot_host, converge, missing_requirement, new_host, recap  # noqa: E402
 
 from gpucluster.output import write_tree  # noqa: E402
 from gpucluster.render import render  # noqa: E402
@@ -95,7 +102,41 @@ def pool_scaling() -> None:
     print(f"pools  100  render peak allocation {peak:.1f} MiB (target < 64 MiB) {'ok' if peak < 64 else 'OVER TARGET'}")
 
 
+def timed(run) -> tuple[float, subprocess.CompletedProcess]:
+    start = time.perf_counter()
+    result = run()
+    return time.perf_counter() - start, result
+
+
+def ansible_converge() -> None:
+    reason = missing_requirement()
+    if reason:
+        print(f"ansible  skipped: {reason}")
+        return
+    base = build_base()
+    with tempfile.TemporaryDirectory(prefix="gpucluster-bench-") as scratch:
+        root = new_host(base, Path(scratch) / "root")
+        inventory = yaml.safe_load(
+            render(load_stack("onprem-kubeadm", ROOT / "stacks").spec).files()["ansible/inventory.yml"]
+        )
+        inventory["all"]["hosts"]["jw2"].update(chroot_host(root), kubeadm_install_packages=False)
+        path = Path(scratch) / "inventory.yml"
+        path.write_text(yaml.safe_dump(inventory))
+        facts = Path(scratch) / "facts.yml"
+        facts.write_text(yaml.safe_dump([{"name": "Facts only", "hosts": "all", "gather_facts": True, "tasks": []}]))
+        layers = ("--tags", "node_prep,runtime,kubernetes")
+        with AptCache(root):
+            first, _ = timed(lambda: converge(path, *layers))
+            again, rerun = timed(lambda: converge(path, *layers))
+        bare, _ = timed(lambda: converge(path, playbook=facts))
+    ratio = again / bare
+    verdict = "ok" if ratio <= 1.5 else "OVER TARGET"
+    print(f"ansible  converge {first:6.1f} s   re-run {again:6.1f} s (changed={recap(rerun)['changed']})")
+    print(f"ansible  bare gather_facts play {bare:6.1f} s   re-run ratio {ratio:.2f} (target <= 1.50) {verdict}")
+
+
 if __name__ == "__main__":
     cli_startup()
     stacks()
     pool_scaling()
+    ansible_converge()

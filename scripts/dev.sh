@@ -22,6 +22,8 @@ APT_PACKAGES=(
     etcd-server  # real etcd for the snapshot/restore test
     etcd-client
     e2fsprogs   # chattr: makes a directory unwritable for root in the output-directory tests
+    debootstrap  # builds the Debian 12 test hosts the Ansible roles converge (tests/test_converge.py)
+    systemd-container  # systemd-nspawn boots them so containerd really starts
 )
 
 setup() {
