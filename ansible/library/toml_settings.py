@@ -111,6 +111,8 @@ def main():
         after, changed = merge(before, module.params["settings"])
     except (ValueError, tomlkit.exceptions.TOMLKitError) as error:
         module.fail_json(msg=f"{path}: {error}")
+    if not changed:  # keep the file byte for byte: re-serializing may move whitespace
+        after = before
     result = {"changed": after != before, "changed_keys": changed, "path": path}
     if module._diff:
         result["diff"] = {"before": before, "after": after, "before_header": path, "after_header": path}
