@@ -77,12 +77,8 @@ def pool_gpu_resources(pool: NodePool) -> dict[str, int]:
     return {GPU_RESOURCE: 1}
 
 
-# Node-side settings the bare-metal back end applies (EKS has its own equivalents).
-# GPU pods get the toleration for the pools' nvidia.com/gpu taint from this admission plugin.
-API_SERVER_ADMISSION_PLUGINS = ("ExtendedResourceToleration",)
-# The toolkit ignores NVIDIA_VISIBLE_DEVICES from unprivileged containers: only the device plugin grants GPUs.
-TOOLKIT_ACCEPT_ENVVAR_WHEN_UNPRIVILEGED = False
-# RDMA/NCCL pin memory; the runtime's memlock limit is raised instead of granting pods IPC_LOCK.
+# The container runtime's memlock limit on bare-metal nodes (systemd LimitMEMLOCK): RDMA/NCCL pin memory,
+# and Pod Security "baseline" refuses the IPC_LOCK capability that would otherwise be needed.
 RUNTIME_MEMLOCK = "infinity"
 
 

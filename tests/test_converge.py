@@ -24,6 +24,7 @@ import yaml
 from testhost import AptCache, Booted, build_base, chroot_host, converge, missing_requirement, new_host, recap
 
 from gpucluster.render import render
+from gpucluster.spec import ClusterSpec
 from stacks import spec_of
 
 FOREIGN_RUNTIME = """version = 2
@@ -45,13 +46,21 @@ def bookworm_base() -> Path:
         pytest.skip(str(error))
 
 
+def tainted_kubeadm_spec() -> ClusterSpec:
+    """Seed 002 with its GPU pool tainted, so system pods run on the (now schedulable) control plane."""
+    raw = spec_of("onprem-kubeadm").model_dump(mode="json")
+    raw["node_pools"][0]["gpu_taint"] = True
+    raw["kubernetes"]["control_plane"]["schedulable"] = True
+    return ClusterSpec.model_validate(raw)
+
+
 def host_inventory(root: Path, runtime: str, tmp: Path) -> Path:
     """The onprem-kubeadm stack's generated inventory, with its GPU worker jw2 being the test host.
 
     kubelet/kubeadm (pkgs.k8s.io) are not reachable here: the kubeadm role runs with preinstalled
     packages assumed, and brings no cluster up in a chroot, but writes its files.
     """
-    inventory = yaml.safe_load(render(spec_of("onprem-kubeadm")).files()["ansible/inventory.yml"])
+    inventory = yaml.safe_load(render(tainted_kubeadm_spec()).files()["ansible/inventory.yml"])
     inventory["all"]["vars"].update(
         container_runtime=runtime, container_registry_mirrors={"docker.io": ["https://mirror.example.com"]}
     )
@@ -145,6 +154,7 @@ def test_kubeadm_config_enables_extended_resource_toleration(containerd_host):
     assert init["nodeRegistration"]["criSocket"] == "unix:///run/containerd/containerd.sock"
     assert cluster["controlPlaneEndpoint"] == "129.254.202.251:6443"  # the single control-plane host
     assert cluster["networking"] == {"podSubnet": "10.244.0.0/16", "serviceSubnet": "10.96.0.0/12"}
+    assert init["nodeRegistration"]["taints"] == []  # plan.control_plane_schedulable
     plugins = {arg["name"]: arg["value"] for arg in cluster["apiServer"]["extraArgs"]}["enable-admission-plugins"]
     assert "ExtendedResourceToleration" in plugins.split(",")
     assert kubelet["cgroupDriver"] == "systemd"
@@ -177,7 +187,7 @@ def k3s_host(bookworm_base: Path, tmp_path_factory) -> Iterator[tuple[Path, list
     shutil.rmtree(tmp, ignore_errors=True)
 
 
-def test_k3s_server_converges_twice_with_labels_taints_runtime_and_snapshots(k3s_host):
+def test_k3s_server_converges_twice_with_labels_runtime_and_snapshots(k3s_host):
     root, (first, second) = k3s_host
     assert first.returncode == 0, first.stdout[-4000:] + first.stderr[-2000:]
     assert recap(second, "gpu-server")["changed"] == 0, second.stdout[-4000:]
@@ -187,7 +197,7 @@ def test_k3s_server_converges_twice_with_labels_taints_runtime_and_snapshots(k3s
         "gpucluster.io/pool=workstation",
         "nvidia.com/device-plugin.config=workstation",
     ]
-    assert config["node-taint"] == ["nvidia.com/gpu=present:NoSchedule"]
+    assert "node-taint" not in config  # its only node also runs the system pods: the plan leaves it untainted
     assert config["default-runtime"] == "nvidia"
     assert config["cluster-init"] is True  # the stack takes etcd snapshots
     assert config["etcd-snapshot-schedule-cron"] == "0 */12 * * *"

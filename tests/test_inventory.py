@@ -47,9 +47,9 @@ def test_ansible_reads_every_onprem_inventory_with_the_plans_labels_and_taints(s
             assert hostvars[host]["node_labels"] == pool.labels
             expected = [f"{t.key}={t.value}:{t.effect}" for t in pool.taints]
             assert hostvars[host]["node_taints"] == expected
-            assert "nvidia.com/gpu=present:NoSchedule" in expected
             assert hostvars[host]["kubernetes_admission_plugins"] == ["ExtendedResourceToleration"]
-            assert hostvars[host]["nvidia_toolkit_accept_envvar_when_unprivileged"] is False
+            settings = hostvars[host]["nvidia_toolkit_settings"]
+            assert settings["accept-nvidia-visible-devices-envvar-when-unprivileged"] is False
     control_plane = view["control_plane"]["hosts"]
     assert control_plane
     assert set(view.get("workers", {}).get("hosts", [])).isdisjoint(control_plane)

@@ -18,13 +18,7 @@ from typing import Any
 
 from gpucluster.backups import k3s_server_config
 from gpucluster.catalog import catalog
-from gpucluster.plan import (
-    API_SERVER_ADMISSION_PLUGINS,
-    RUNTIME_MEMLOCK,
-    TOOLKIT_ACCEPT_ENVVAR_WHEN_UNPRIVILEGED,
-    Plan,
-    PoolPlan,
-)
+from gpucluster.plan import ADMISSION_PLUGINS, CONTAINER_TOOLKIT_SETTINGS, RUNTIME_MEMLOCK, Plan, PoolPlan
 from gpucluster.spec import ClusterSpec, GpuSet, Host
 
 INVENTORY_FILE = "inventory.yml"
@@ -55,7 +49,7 @@ def inventory(plan: Plan, addresses: Mapping[str, str] | None = None) -> dict[st
     workers = [name for name in hosts if name not in control_plane]
     return {
         "all": {
-            "vars": _cluster_vars(spec, control_plane, hosts),
+            "vars": _cluster_vars(plan, control_plane, hosts),
             "hosts": hosts,
             "children": {
                 CONTROL_PLANE_GROUP: {"hosts": dict.fromkeys(control_plane)},
@@ -125,7 +119,8 @@ def _pool_vars(pool: PoolPlan) -> dict[str, Any]:
     }
 
 
-def _cluster_vars(spec: ClusterSpec, control_plane: Mapping[str, Host | None], hosts: Mapping[str, dict]) -> dict:
+def _cluster_vars(plan: Plan, control_plane: Mapping[str, Host | None], hosts: Mapping[str, dict]) -> dict:
+    spec = plan.spec
     kubernetes, runtime, gpu_stack = spec.kubernetes, spec.runtime, spec.gpu_stack
     endpoint = kubernetes.control_plane.endpoint if kubernetes.control_plane else None
     if endpoint is None and control_plane:
@@ -139,8 +134,9 @@ def _cluster_vars(spec: ClusterSpec, control_plane: Mapping[str, Host | None], h
         "kubernetes_pod_cidr": str(kubernetes.pod_cidr),
         "kubernetes_service_cidr": str(kubernetes.service_cidr),
         "kubernetes_control_plane_endpoint": endpoint,
+        "kubernetes_control_plane_schedulable": plan.control_plane_schedulable,
         "kubernetes_cni": spec.network.cni,
-        "kubernetes_admission_plugins": list(API_SERVER_ADMISSION_PLUGINS),
+        "kubernetes_admission_plugins": list(ADMISSION_PLUGINS),
         "container_runtime": runtime.name,
         "container_runtime_cdi": runtime.cdi,
         "container_runtime_memlock": RUNTIME_MEMLOCK,
@@ -150,7 +146,7 @@ def _cluster_vars(spec: ClusterSpec, control_plane: Mapping[str, Host | None], h
         "nvidia_driver_branch": gpu_stack.driver_branch,
         "nvidia_driver_source": gpu_stack.driver_source,
         "nvidia_toolkit_install": gpu_stack.toolkit == "host",
-        "nvidia_toolkit_accept_envvar_when_unprivileged": TOOLKIT_ACCEPT_ENVVAR_WHEN_UNPRIVILEGED,
+        "nvidia_toolkit_settings": dict(CONTAINER_TOOLKIT_SETTINGS),
         "network_fabric": spec.network.fabric,
         "infiniband_hcas": list(spec.network.ib_hcas),
         "dcgm_host_service": not spec.monitoring.enabled,
