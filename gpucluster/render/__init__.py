@@ -56,6 +56,7 @@ def render(spec: ClusterSpec) -> Bundle:
             "30-karpenter": aws_nodes.karpenter_objects(plan),
         },
         examples={"nccl-test": nccl.nccl_test_example(plan), "nccl-multi-node": nccl.multi_node_example(plan)},
-        ansible={INVENTORY_FILE: HEADER + to_yaml(inventory(plan))} if spec.platform != "aws" else {},
         ansible={onprem.INVENTORY_FILE: onprem.HEADER + to_yaml(onprem.inventory(plan))}
+        if spec.platform != "aws"
+        else {},
     )
