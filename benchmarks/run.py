@@ -4,6 +4,8 @@
 - render + validate time per reference stack (target: the largest under 3 s);
 - render time for 1 / 10 / 100 node pools (target: linear in pools), and the memory rendering 100 pools
   allocates at its peak (target: under 64 MiB);
+- the Pulumi program of each AWS stack evaluated under mocks, in a fresh process (imports included; target:
+  eks-h100 under 5 s), and that process's peak resident memory.
 - Ansible on a Debian 12 test host (root, debootstrap): first converge, idempotent re-run, and a bare
   gather_facts play on the same host (target: re-run within 1.5x of the bare play).
 
@@ -12,6 +14,8 @@ Run with ``scripts/dev.sh bench`` (or ``.venv/bin/python benchmarks/run.py``).
 
 from __future__ import annotations
 
+import json
+import os
 import statistics
 import subprocess
 import sys
@@ -135,8 +139,43 @@ def ansible_converge() -> None:
     print(f"ansible  bare gather_facts play {bare:6.1f} s   re-run ratio {ratio:.2f} (target <= 1.50) {verdict}")
 
 
+# Run in a fresh interpreter: the figure includes importing pulumi, pulumi_aws and pulumi_kubernetes.
+AWS_PROGRAM = """
+import json, resource, sys, time, yaml
+start = time.perf_counter()
+from gpucluster.program.offline import evaluate
+from gpucluster.program.stack import run
+config = yaml.safe_load(open(sys.argv[1]))["config"]
+registered = evaluate("bench", config, run)
+seconds = time.perf_counter() - start
+print(json.dumps({"seconds": seconds, "resources": len(registered),
+                  "peak_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+"""
+
+
+def aws_programs() -> None:
+    environment = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}  # cache bytecode
+    for path in list_stacks(ROOT / "stacks"):
+        if load_stack(str(path)).spec.platform != "aws":
+            continue
+        command = [sys.executable, "-c", AWS_PROGRAM, str(path)]
+        subprocess.run(command, check=True, capture_output=True, env=environment, cwd=ROOT)  # warm the caches
+        runs = [
+            json.loads(subprocess.run(command, check=True, capture_output=True, env=environment, cwd=ROOT).stdout)
+            for _ in range(3)
+        ]
+        seconds = statistics.median(run["seconds"] for run in runs)
+        peak = max(run["peak_mib"] for run in runs)
+        verdict = "ok" if seconds < 5 else "OVER TARGET"
+        print(
+            f"pulumi {path.name:24} mock evaluation {seconds:6.2f} s ({runs[0]['resources']} resources, "
+            f"peak RSS {peak:.0f} MiB) (target < 5 s) {verdict}"
+        )
+
+
 if __name__ == "__main__":
     cli_startup()
     stacks()
     pool_scaling()
     ansible_converge()
+    aws_programs()

@@ -346,6 +346,74 @@ def preflight(
         raise typer.Exit(EXIT_FAILED)
 
 
+@app.command()
+def preview(
+    stack: StackOption,
+    spot_discount: Annotated[
+        float | None,
+        typer.Option("--spot-discount", help="Spot price as a discount off on-demand, 0..1 (default 0.6: 40 % of it)."),
+    ] = None,
+    prices: Annotated[
+        Path | None,
+        typer.Option("--prices", help="YAML/JSON file {instance_type: {on_demand: USD/h, spot: USD/h}}."),
+    ] = None,
+    stacks_dir: StacksDirOption = None,
+) -> None:
+    """Show every resource `pulumi up` would create, and the GPU pools' cost at min/desired/max.
+
+    Runs the Pulumi program offline (mocks; no credentials, nothing created). Costs use the catalog's
+    on-demand prices and an assumed spot discount, or the prices in --prices.
+    """
+    loaded = _load(stack, stacks_dir)
+    from gpucluster.aws.cost import DEFAULT_SPOT_DISCOUNT, PriceFileError, load_prices, pool_costs
+
+    discount = DEFAULT_SPOT_DISCOUNT if spot_discount is None else spot_discount
+    if not 0 <= discount < 1:
+        err.print(f"error: --spot-discount {discount}: give a fraction from 0 up to (not including) 1", style="red")
+        raise typer.Exit(EXIT_BAD_INPUT)
+    try:
+        price_table = load_prices(prices) if prices is not None else None
+    except PriceFileError as error:
+        err.print(f"error: {error}", style="red", highlight=False, markup=False)
+        raise typer.Exit(EXIT_BAD_INPUT) from None
+    import yaml
+
+    from gpucluster.catalog import catalog
+    from gpucluster.plan import make_plan
+    from gpucluster.preview import resource_tree
+    from gpucluster.program.offline import evaluate
+    from gpucluster.program.stack import run
+
+    config = yaml.safe_load(loaded.path.read_text(encoding="utf-8"))["config"]
+    resources = evaluate(loaded.name, config, run)
+    custom = sum(r.custom for r in resources)
+    out.print(
+        resource_tree(f"[bold]{loaded.name}[/]: {custom} resources in {len(resources) - custom} components", resources)
+    )
+    costs = pool_costs(make_plan(loaded.spec), discount, price_table)
+    if not costs:
+        return
+    table = Table("pool", "instance type", "capacity", title=f"{loaded.name}: GPU pool cost (USD)")
+    for size in ("min", "desired", "max"):
+        table.add_column(f"{size} /h", justify="right")
+    for size in ("min", "desired", "max"):
+        table.add_column(f"{size} /month", justify="right")
+    for cost in costs:
+        sizes = [cost.sizes[size] for size in ("min", "desired", "max")]
+        hourly = [f"{s.hourly:,.2f} ({s.nodes})" for s in sizes]
+        table.add_row(cost.pool, cost.instance_type, cost.capacity, *hourly, *(f"{s.monthly:,.0f}" for s in sizes))
+    totals = [sum(c.sizes[size].hourly for c in costs) for size in ("min", "desired", "max")]
+    table.add_row("total", "", "", *(f"{t:,.2f}" for t in totals), *(f"{t * 730:,.0f}" for t in totals), style="bold")
+    out.print(table)
+    source = f"price file {prices}" if prices else f"catalog on-demand prices (us-east-1, as of {catalog().as_of})"
+    out.print(
+        f"(nodes) per size; {source}; spot assumed at {1 - discount:.0%} of on-demand unless the price file gives"
+        " it; a pool is priced at its first instance type; 730 hours a month; EC2 only (no EKS, NAT, EBS, traffic).",
+        highlight=False,
+        markup=False,
+    )
+
+
 def _render_files(spec) -> dict[str, bytes]:
     from gpucluster.render import render as render_bundle
 
