@@ -13,7 +13,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
-from ipaddress import IPv4Network, ip_address
+from ipaddress import IPv4Address, IPv4Network, IPv6Address, ip_address
 from typing import Annotated, Any, Literal, get_args
 
 from pydantic import (
@@ -135,15 +135,56 @@ _HOSTNAME = re.compile(rf"^(?=.{{1,253}}$){_DNS_LABEL}(\.{_DNS_LABEL})*$")
 
 
 def _address(value: str) -> str:
-    try:
-        ip_address(value)
-    except ValueError:
+    """An IP address or DNS name another machine can reach this one at."""
+    ip = _ip(value)
+    if ip is None:
         if not _HOSTNAME.match(value) or value.rsplit(".", 1)[-1].isdigit():  # "10.0.0.300" is a bad IP
-            raise ValueError(f"{value!r} is neither an IP address nor a DNS name") from None
+            raise ValueError(f"{value!r} is neither an IP address nor a DNS name")
+        if address_key(value) == "localhost" or address_key(value).endswith(".localhost"):
+            raise ValueError(f"{value!r} always names the local machine; give the machine's name on the network")
+        return value
+    kinds = [
+        ("unspecified", ip.is_unspecified),
+        ("loopback", ip.is_loopback),
+        ("multicast", ip.is_multicast),
+        ("link-local", ip.is_link_local),
+        ("reserved", ip.is_reserved),
+    ]
+    for kind, applies in kinds:
+        if applies:
+            raise ValueError(f"{value!r} is a {kind} address; give the machine's address on the cluster network")
+    return value
+
+
+def _ip(address: str) -> IPv4Address | IPv6Address | None:
+    try:
+        return ip_address(address)
+    except ValueError:
+        return None
+
+
+def address_key(address: str) -> str:
+    """One spelling per address, to compare them: IPs normalised, DNS names lower-case without the final dot."""
+    ip = _ip(address)
+    return str(ip) if ip is not None else address.lower().rstrip(".")
+
+
+def _endpoint(value: str) -> str:
+    """host:port, the host an IP address (IPv6 in brackets) or a DNS name, the port 1-65535."""
+    host, colon, port = value.rpartition(":")
+    bracketed = host.startswith("[") and host.endswith("]")
+    host = host[1:-1] if bracketed else host
+    if not colon or not port.isdigit() or not 1 <= int(port) <= 65535 or (":" in host) != bracketed:
+        raise ValueError(
+            f"{value!r} is not host:port with a port from 1 to 65535, such as 'api.example.com:6443' "
+            "or '[fd00::10]:6443'"
+        )
+    _address(host)
     return value
 
 
 Address = Annotated[str, AfterValidator(_address)]
+Endpoint = Annotated[str, AfterValidator(_endpoint)]
 _EC2_INSTANCE_TYPE_RULE = "an EC2 instance type: family and size in lower case, such as 'm6i.xlarge'"
 Ec2InstanceType = Annotated[
     str,
@@ -329,7 +370,7 @@ class ControlPlane(SpecModel):
     hosts: list[Host] = Field(default_factory=list, description="Existing machines (onprem/hybrid).")
     instance_type: Ec2InstanceType | None = Field(None, description="EC2 instance type to provision (hybrid).")
     count: int = Field(1, ge=1, le=7, description="Provisioned control-plane machines (with instance_type).")
-    endpoint: str | None = Field(
+    endpoint: Endpoint | None = Field(
         None,
         description="host:port of the load balancer in front of the API servers; required with more than one.",
     )
@@ -960,12 +1001,7 @@ def _platform_rules(spec: ClusterSpec):
             "ALB/NLB exist only on platform 'aws'; use 'service'",
         )
     yield from _certificate_rules(spec)
-    if spec.aws is not None:
-        for index, zone in enumerate(spec.aws.availability_zones):
-            if not zone.startswith(spec.aws.region):
-                yield Violation(
-                    ("aws", "availability_zones", index), zone, f"zone is not in region {spec.aws.region!r}"
-                )
+    yield from _network_rules(spec)
 
 
 def _minor(version: str) -> int:
@@ -982,6 +1018,108 @@ def _certificate_rules(spec: ClusterSpec):
     if match and spec.aws is not None and match["region"] != spec.aws.region:
         message = f"an ALB takes certificates from its own region {spec.aws.region!r}, not {match['region']!r}"
         yield Violation(path, ingress.certificate_arn, message)
+
+
+# kube-controller-manager's default --node-cidr-mask-size (kubeadm and k3s): each node gets a /24 for its pods.
+NODE_CIDR_MASK = 24
+# The largest IPv4 service range kube-apiserver takes (2^20 addresses); EKS also wants it private and /12-/24.
+SERVICE_CIDR_MIN_PREFIX = 12
+_PRIVATE_NETWORKS = tuple(IPv4Network(n) for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"))
+# AWS VPCs are /16 to /28, and so is each subnet.
+VPC_PREFIXES = range(16, 29)
+
+
+def _network_rules(spec: ClusterSpec):
+    """Pod, service and VPC ranges that fit the cluster and stay apart; availability zones of the region."""
+    kubernetes, k8s = spec.kubernetes, ("kubernetes",)
+    pods, services = kubernetes.pod_cidr, kubernetes.service_cidr
+    if services.prefixlen < SERVICE_CIDR_MIN_PREFIX:
+        message = f"larger than kube-apiserver allows (at most a /{SERVICE_CIDR_MIN_PREFIX})"
+        yield Violation((*k8s, "service_cidr"), str(services), message)
+    elif kubernetes.distribution == "eks" and (
+        services.prefixlen > NODE_CIDR_MASK or not any(services.subnet_of(n) for n in _PRIVATE_NETWORKS)
+    ):
+        message = "EKS takes a /12 to /24 service range inside 10.0.0.0/8, 172.16.0.0/12 or 192.168.0.0/16"
+        yield Violation((*k8s, "service_cidr"), str(services), message)
+    if kubernetes.distribution != "eks":  # EKS pods take VPC addresses; pod_cidr applies to kubeadm and k3s
+        nodes, room = node_count(spec), 2 ** max(NODE_CIDR_MASK - pods.prefixlen, 0)
+        if pods.prefixlen > NODE_CIDR_MASK or nodes > room:
+            needed = NODE_CIDR_MASK - (nodes - 1).bit_length()
+            message = (
+                f"room for {room if pods.prefixlen <= NODE_CIDR_MASK else 0} node(s) at a /{NODE_CIDR_MASK} per node, "
+                f"and the cluster can have {nodes}; use a /{needed} or larger"
+            )
+            yield Violation((*k8s, "pod_cidr"), str(pods), message)
+    if spec.aws is None:
+        return
+    vpc, zones, region = spec.aws.vpc_cidr, spec.aws.availability_zones, spec.aws.region
+    if vpc.prefixlen not in VPC_PREFIXES:
+        message = f"AWS VPCs are /{VPC_PREFIXES.start} to /{VPC_PREFIXES.stop - 1}"
+        yield Violation(("aws", "vpc_cidr"), str(vpc), message)
+    else:
+        # As gpucluster.aws.network.subnet_blocks carves it: a private subnet per zone, public ones a step smaller.
+        bits = len(set(zones)).bit_length()
+        if vpc.prefixlen + 2 * bits > VPC_PREFIXES.stop - 1:
+            largest = VPC_PREFIXES.stop - 1 - 2 * bits
+            message = (
+                f"too small for a private and a public subnet in each of {len(set(zones))} zones; use a /{largest}"
+            )
+            yield Violation(("aws", "vpc_cidr"), str(vpc), message)
+    if vpc.overlaps(services):
+        yield Violation(("aws", "vpc_cidr"), str(vpc), f"overlaps kubernetes.service_cidr {services}")
+    if spec.platform == "hybrid" and vpc.overlaps(pods):
+        yield Violation(("aws", "vpc_cidr"), str(vpc), f"overlaps kubernetes.pod_cidr {pods}")
+    zone_of_region = re.compile(rf"{re.escape(region)}[a-z]")
+    for index, zone in enumerate(zones):
+        if not zone_of_region.fullmatch(zone):
+            message = f"not a zone of {region}: the region and one lower-case letter, such as '{region}a'"
+            yield Violation(("aws", "availability_zones", index), zone, message)
+        elif zone in zones[:index]:
+            yield Violation(("aws", "availability_zones", index), zone, "listed twice")
+
+
+def node_count(spec: ClusterSpec) -> int:
+    """The most nodes the cluster can have: its machines (a control-plane host in a pool counted once) plus
+    provisioned control-plane machines and each provisioned pool at its maximum."""
+    control_plane = spec.kubernetes.control_plane
+    hosts = {host.name for host in control_plane.hosts} if control_plane else set()
+    hosts |= {host.name for pool in spec.node_pools for host in pool.hosts}
+    provisioned = control_plane.count if control_plane and control_plane.instance_type else 0
+    return len(hosts) + provisioned + sum(pool.scaling.max for pool in spec.node_pools if pool.instance_types)
+
+
+def _host_address_rules(spec: ClusterSpec):
+    """One machine per address (a control-plane host listed in a pool is the same machine), outside the pod
+    and service networks, which would shadow it inside the cluster."""
+    control_plane = spec.kubernetes.control_plane
+    control_hosts = control_plane.hosts if control_plane else []
+    machines: list[tuple[tuple, Host]] = [
+        (("kubernetes", "control_plane", "hosts", i), host) for i, host in enumerate(control_hosts)
+    ]
+    machines += [
+        (("node_pools", p, "hosts", i), host)
+        for p, pool in enumerate(spec.node_pools)
+        for i, host in enumerate(pool.hosts)
+    ]
+    first_at: dict[str, tuple[tuple, Host]] = {}
+    networks = {"pod_cidr": spec.kubernetes.pod_cidr, "service_cidr": spec.kubernetes.service_cidr}
+    for path, host in machines:
+        key = address_key(host.address)
+        if key in first_at and first_at[key][1].name != host.name:
+            where, other = first_at[key]
+            message = f"also the address of {other.name} ({dotted(where)}); each machine needs its own address"
+            yield Violation((*path, "address"), host.address, message)
+        first_at.setdefault(key, (path, host))
+        ip = _ip(key)
+        for field, network in networks.items():
+            if ip is not None and ip.version == 4 and ip in network:
+                message = f"inside kubernetes.{field} {network}; in-cluster traffic to it would never reach the machine"
+                yield Violation((*path, "address"), host.address, message)
+
+
+def dotted(path: tuple) -> str:
+    """('node_pools', 0, 'hosts', 1) -> 'node_pools[0].hosts[1]'."""
+    return "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in path).lstrip(".")
 
 
 def _control_plane_rules(spec: ClusterSpec):
@@ -1188,6 +1326,7 @@ def _uniqueness_rules(spec: ClusterSpec):
         yield Violation(("kubernetes", "control_plane", "hosts"), name, "host names must be unique")
     for name in duplicates(h.name for pool in spec.node_pools for h in pool.hosts):
         yield Violation(("node_pools",), name, "a host belongs to one pool; host names must be unique across pools")
+    yield from _host_address_rules(spec)
     control_addresses = {host.name: host.address for host in control_hosts}
     for index, pool in enumerate(spec.node_pools):
         for host_index, host in enumerate(pool.hosts):

@@ -14,7 +14,7 @@ import copy
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from ipaddress import IPv4Network
+from ipaddress import IPv4Address, IPv4Network, IPv6Address, ip_address
 from pathlib import Path
 from typing import Any
 
@@ -26,8 +26,10 @@ from gpucluster.spec import (
     GPU_TAINT_KEY,
     GPUCLUSTER_LABELS,
     KUBELET_LABEL_NAMESPACES,
+    NODE_CIDR_MASK,
     SUPPORTED_KUBERNETES_VERSIONS,
     SYSTEM_NAMESPACES,
+    address_key,
     quantity_value,
 )
 
@@ -58,7 +60,8 @@ CNIS = {
 }
 POD_CIDRS = ("10.244.0.0/16", "10.42.0.0/16", "192.168.0.0/16", "100.64.0.0/12", "10.0.0.0/9")
 SERVICE_CIDRS = ("10.96.0.0/12", "10.43.0.0/16", "172.20.0.0/16", "10.128.0.0/12")
-VPC_CIDRS = ("10.0.0.0/16", "10.20.0.0/16", "172.31.0.0/16")
+VPC_CIDRS = ("10.0.0.0/16", "10.20.0.0/16", "172.31.0.0/16", "192.168.64.0/20", "10.50.0.0/24")
+DEFAULT_POD_CIDR, DEFAULT_SERVICE_CIDR, DEFAULT_VPC_CIDR = "10.244.0.0/16", "10.96.0.0/12", "10.0.0.0/16"
 TENANT_NAMES = ("team-a", "ml-platform", "research", "inference", "default")
 
 # --- scalars --------------------------------------------------------------------------------------------
@@ -131,8 +134,23 @@ def quantities(suffixes: tuple[str, ...]) -> st.SearchStrategy[str]:
     )
 
 
+def _usable(ip: IPv4Address | IPv6Address) -> bool:
+    return not (ip.is_unspecified or ip.is_loopback or ip.is_multicast or ip.is_link_local or ip.is_reserved)
+
+
 def addresses() -> st.SearchStrategy[str]:
-    return st.one_of(st.ip_addresses(v=4).map(str), st.from_regex(r"[a-z][a-z0-9]{0,8}\.example\.com", fullmatch=True))
+    """Machine addresses: any usable IPv4/IPv6 address, ones in the usual pod, service and LAN ranges (which
+    may collide with the cluster's networks), and DNS names in either case."""
+    return st.one_of(
+        st.ip_addresses(v=4).filter(_usable).map(str),
+        st.ip_addresses(v=6).filter(_usable).map(str),
+        st.builds(
+            lambda network, host: str(IPv4Network(network)[host]),
+            st.sampled_from([*POD_CIDRS, *SERVICE_CIDRS, "192.168.1.0/24", "10.0.0.0/24"]),
+            st.integers(1, 254),
+        ),
+        st.from_regex(r"[A-Za-z][a-z0-9]{0,8}\.example\.com", fullmatch=True),
+    )
 
 
 def _maybe(draw, target: dict, key: str, strategy: st.SearchStrategy) -> None:
@@ -158,8 +176,8 @@ def aws_sections(draw) -> dict:
 
 
 @st.composite
-def scalings(draw) -> dict:
-    high = draw(st.integers(1, 1000))
+def scalings(draw, most: int = 1000) -> dict:
+    high = draw(st.integers(1, most))
     low = draw(st.integers(0, high))
     return {"min": low, "max": high, "desired": draw(st.integers(low, high))}
 
@@ -224,8 +242,9 @@ def _pool_common(draw, pool: dict) -> dict:
 
 
 @st.composite
-def instance_pools(draw, name: str, efa: bool, zones: list[str]) -> dict:
-    """A pool of catalog instance types, all with one GPU model (EFA-capable ones when ``efa``)."""
+def instance_pools(draw, name: str, efa: bool, zones: list[str], most: int = 1000) -> dict:
+    """A pool of catalog instance types, all with one GPU model (EFA-capable ones when ``efa``), of at most
+    ``most`` nodes."""
     mode = draw(st.sampled_from(["none", "time-slicing", "mig"]))
     models = [m for m in GPUS if (EFA_TYPES_BY_GPU if efa else TYPES_BY_GPU)[m] and (mode != "mig" or GPUS[m].mig)]
     model = draw(st.sampled_from(sorted(models)))
@@ -234,7 +253,7 @@ def instance_pools(draw, name: str, efa: bool, zones: list[str]) -> dict:
     pool: dict[str, Any] = {"name": name, "instance_types": types}
     if draw(st.booleans()):
         pool["gpu"] = {"model": model, "count": INSTANCE_TYPES[types[0]].gpus}
-    scaling = draw(scalings())
+    scaling = draw(scalings(most))
     pool["scaling"] = scaling
     capacity = {"type": draw(st.sampled_from(["on-demand", "spot", "mixed"]))}
     _maybe(draw, capacity, "on_demand_base", st.integers(0, scaling["max"]))
@@ -359,8 +378,25 @@ def valid_specs(draw, platforms: tuple[str, ...] = PLATFORMS) -> dict:
             )
         )
     )
-    cp_hosts = [{"name": next(names), "address": draw(addresses())} for _ in range(control_plane_hosts)]
-    pool_hosts = [[{"name": next(names), "address": draw(addresses())} for _ in range(n)] for n in host_counts]
+
+    # Networks before machines: pod and service ranges apart from each other and from the VPC, hosts outside
+    # both, and the pod range with a /24 for every node it can have.
+    vpc = IPv4Network(raw["aws"].get("vpc_cidr", DEFAULT_VPC_CIDR)) if "aws" in raw else None
+    pod, service = DEFAULT_POD_CIDR, DEFAULT_SERVICE_CIDR
+    explicit = draw(st.booleans())
+    if explicit:
+        pods = [c for c in POD_CIDRS if platform != "hybrid" or not vpc or not _overlap(c, str(vpc))]
+        pod = draw(st.sampled_from(pods))
+        services = [c for c in SERVICE_CIDRS if not _overlap(c, pod) and not (vpc and _overlap(c, str(vpc)))]
+        service = draw(st.sampled_from(services))
+    networks = [IPv4Network(pod), IPv4Network(service)]
+    outside = addresses().filter(lambda address: not _inside(address, networks))
+    count = control_plane_hosts + sum(host_counts)
+    unique = draw(st.lists(outside, min_size=count, max_size=count, unique_by=address_key))
+    cp_hosts = [{"name": next(names), "address": unique.pop()} for _ in range(control_plane_hosts)]
+    pool_hosts = [[{"name": next(names), "address": unique.pop()} for _ in range(n)] for n in host_counts]
+    room = 2 ** (NODE_CIDR_MASK - IPv4Network(pod).prefixlen) - count - 5  # 5: the most provisioned servers
+    per_instance_pool = max(1, room // max(1, kinds.count("instances"))) if distribution != "eks" else 1000
     if cp_hosts and any(host_counts) and draw(st.booleans()):
         first = next(i for i, n in enumerate(host_counts) if n)
         pool_hosts[first][0] = dict(cp_hosts[0])  # the control-plane machine also runs workloads
@@ -369,11 +405,8 @@ def valid_specs(draw, platforms: tuple[str, ...] = PLATFORMS) -> dict:
         "distribution": distribution,
         "version": draw(st.sampled_from(_versions_for(fabric))),
     }
-    if draw(st.booleans()):
-        pod = draw(st.sampled_from(POD_CIDRS))
-        kubernetes["pod_cidr"] = pod
-        services = [c for c in SERVICE_CIDRS if not _overlap(c, pod)]
-        kubernetes["service_cidr"] = draw(st.sampled_from(services))
+    if explicit:
+        kubernetes.update(pod_cidr=pod, service_cidr=service)
     if distribution != "eks":
         kubernetes["control_plane"] = draw(control_planes(platform, cp_hosts))
     raw["kubernetes"] = kubernetes
@@ -424,7 +457,7 @@ def valid_specs(draw, platforms: tuple[str, ...] = PLATFORMS) -> dict:
     for index, (name, kind) in enumerate(zip(pool_names, kinds, strict=False)):
         if kind == "instances":
             efa = fabric == "efa" and (index == 0 or draw(st.booleans()))
-            raw["node_pools"].append(draw(instance_pools(name, efa, zones)))
+            raw["node_pools"].append(draw(instance_pools(name, efa, zones, min(per_instance_pool, 1000))))
         else:
             raw["node_pools"].append(draw(host_pools(name, pool_hosts[index])))
 
@@ -488,6 +521,14 @@ def valid_specs(draw, platforms: tuple[str, ...] = PLATFORMS) -> dict:
 def _node_autoscalers(platform: str) -> list[str]:
     """Node autoscalers resize EKS pools only."""
     return ["none", "cluster-autoscaler", "karpenter"] if platform == "aws" else ["none"]
+
+
+def _inside(address: str, networks: list[IPv4Network]) -> bool:
+    try:
+        ip = ip_address(address)
+    except ValueError:
+        return False  # a DNS name
+    return any(ip in network for network in networks)
 
 
 def _overlap(a: str, b: str) -> bool:
@@ -890,6 +931,85 @@ def _node_autoscaling_off_aws(raw: dict, draw: Draw) -> str:
     return "autoscaling.node_autoscaler"
 
 
+def _machine(raw: dict, draw: Draw) -> tuple[str, dict]:
+    """A host of the control plane or of a pool, with its path."""
+    control = raw["kubernetes"].get("control_plane", {}).get("hosts", [])
+    hosts = [(f"kubernetes.control_plane.hosts[{i}]", h) for i, h in enumerate(control)]
+    hosts += [
+        (f"node_pools[{p}].hosts[{i}]", h)
+        for p, pool in enumerate(raw["node_pools"])
+        for i, h in enumerate(pool.get("hosts", []))
+    ]
+    return draw(st.sampled_from(hosts))
+
+
+def _unusable_host_address(raw: dict, draw: Draw) -> str:
+    path, host = _machine(raw, draw)
+    host["address"] = draw(st.sampled_from(["127.0.0.1", "0.0.0.0", "224.0.0.1", "169.254.1.1", "::1", "localhost"]))
+    return f"{path}.address"
+
+
+def _host_address_twice(raw: dict, draw: Draw) -> str:
+    index, pool = _pool(raw, draw)
+    first = raw["kubernetes"]["control_plane"]["hosts"][0]  # the first machine listed
+    pool["hosts"].append({**copy.deepcopy(pool["hosts"][0]), "name": "twin-machine", "address": first["address"]})
+    return f"node_pools[{index}].hosts[{len(pool['hosts']) - 1}].address"
+
+
+def _host_inside_cluster_network(raw: dict, draw: Draw) -> str:
+    path, host = _machine(raw, draw)
+    field = draw(st.sampled_from(["pod_cidr", "service_cidr"]))
+    default = {"pod_cidr": DEFAULT_POD_CIDR, "service_cidr": DEFAULT_SERVICE_CIDR}[field]
+    network = IPv4Network(raw["kubernetes"].get(field, default))
+    host["address"] = str(network[draw(st.integers(1, 200))])
+    return f"{path}.address"
+
+
+def _pod_cidr_too_small(raw: dict, draw: Draw) -> str:
+    raw["kubernetes"].update(
+        pod_cidr=draw(st.sampled_from(["10.244.0.0/25", "10.244.0.0/30"])), service_cidr="10.96.0.0/12"
+    )
+    return "kubernetes.pod_cidr"
+
+
+def _service_cidr_too_large(raw: dict, draw: Draw) -> str:
+    raw["kubernetes"]["service_cidr"] = draw(st.sampled_from(["10.96.0.0/11", "172.0.0.0/8"]))
+    return "kubernetes.service_cidr"
+
+
+def _vpc_cidr_out_of_range(raw: dict, draw: Draw) -> str:
+    raw["aws"]["vpc_cidr"] = draw(st.sampled_from(["10.0.0.0/8", "10.20.0.0/15", "10.20.0.0/29", "10.20.0.0/25"]))
+    return "aws.vpc_cidr"
+
+
+def _vpc_overlaps_services(raw: dict, draw: Draw) -> str:
+    services = IPv4Network(raw["kubernetes"].get("service_cidr", DEFAULT_SERVICE_CIDR))
+    raw["aws"]["vpc_cidr"] = str(next(services.subnets(new_prefix=max(16, services.prefixlen))))
+    return "aws.vpc_cidr"
+
+
+def _zone_outside_region(raw: dict, draw: Draw) -> str:
+    zones, region = raw["aws"]["availability_zones"], raw["aws"]["region"]
+    index = draw(st.integers(0, len(zones) - 1))
+    zones[index] = draw(st.sampled_from([f"{region}0a", f"{region}-lax-1a", f"{region}", f"{region}A", "mars-1a"]))
+    return f"aws.availability_zones[{index}]"
+
+
+def _zone_twice(raw: dict, draw: Draw) -> str:
+    zones = raw["aws"]["availability_zones"]
+    zones.append(draw(st.sampled_from(zones)))
+    return f"aws.availability_zones[{len(zones) - 1}]"
+
+
+def _bad_endpoint(raw: dict, draw: Draw) -> str:
+    raw["kubernetes"]["control_plane"]["endpoint"] = draw(
+        st.sampled_from(
+            ["lb.example.com", "lb.example.com:0", "lb.example.com:70000", "fd00::1:6443", "127.0.0.1:6443"]
+        )
+    )
+    return "kubernetes.control_plane.endpoint"
+
+
 # Required fields of each model, by the field name that leads to it ("" is the spec itself).
 _REQUIRED = {
     "": ("name", "platform", "kubernetes", "network", "node_pools"),
@@ -940,6 +1060,16 @@ MUTATIONS = (
     Mutation("tenant without groups or users", _tenant_without_subjects),
     Mutation("pod_cidr overlaps service_cidr", _overlapping_cidrs),
     Mutation("required field deleted", _required_field_deleted),
+    Mutation("unusable host address", _unusable_host_address, ("onprem",)),
+    Mutation("host address twice", _host_address_twice, ("onprem",)),
+    Mutation("host inside the pod or service network", _host_inside_cluster_network, ("onprem",)),
+    Mutation("pod_cidr too small for the nodes", _pod_cidr_too_small, ("onprem", "hybrid")),
+    Mutation("service_cidr too large", _service_cidr_too_large),
+    Mutation("vpc_cidr out of range", _vpc_cidr_out_of_range, WITH_AWS),
+    Mutation("vpc_cidr overlaps service_cidr", _vpc_overlaps_services, WITH_AWS),
+    Mutation("zone outside the region", _zone_outside_region, WITH_AWS),
+    Mutation("zone listed twice", _zone_twice, WITH_AWS),
+    Mutation("bad control-plane endpoint", _bad_endpoint, ("onprem", "hybrid")),
     Mutation("label gpucluster sets", _label_gpucluster_sets),
     Mutation("label the kubelet may not set", _label_the_kubelet_may_not_set),
     Mutation("label key too long", _label_key_too_long),

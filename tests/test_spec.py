@@ -1341,3 +1341,158 @@ def test_every_unknown_mig_profile_is_named(load_raw):
     assert {p.value for p in problems if p.path == (*P1, "sharing", "layout")} == {"9g.1gb", "8g.2gb"}, describe(
         problems
     )
+
+
+# --- addresses, networks and zones ----------------------------------------------------------------------
+
+HOST0 = (*P0, "hosts", 0)
+
+
+@pytest.mark.parametrize(
+    ("address", "kind"),
+    [
+        ("0.0.0.0", "unspecified"),
+        ("127.0.0.1", "loopback"),
+        ("::1", "loopback"),
+        ("224.0.0.5", "multicast"),
+        ("169.254.10.1", "link-local"),
+        ("fe80::1", "link-local"),
+        ("255.255.255.255", "reserved"),
+        ("localhost", "local machine"),
+        ("gpu.localhost", "local machine"),
+    ],
+)
+def test_host_address_must_reach_the_machine(load_raw, address, kind):
+    raw = apply(load_raw("onprem-kubeadm"), {(*HOST0, "address"): address})
+    find_problem(problems_of(raw), (*HOST0, "address"), (kind,))
+
+
+def test_host_addresses_are_unique_across_the_cluster(load_raw):
+    raw = load_raw("onprem-kubeadm")  # control plane jw1 at .251, workers jw2 .252 and jw3 .253
+    problem = find_problem(
+        problems_of(apply(raw, {(*P0, "hosts", 1, "address"): "129.254.202.251"})),
+        (*P0, "hosts", 1, "address"),
+        ("also the address of jw1 (kubernetes.control_plane.hosts[0])",),
+    )
+    assert problem.value == "129.254.202.251"
+    find_problem(
+        problems_of(
+            apply(
+                raw, {(*P0, "hosts", 0, "address"): "GPU.example.com", (*P0, "hosts", 1, "address"): "gpu.example.com"}
+            )
+        ),
+        (*P0, "hosts", 1, "address"),
+        ("also the address of jw2",),
+    )
+
+
+def test_a_control_plane_host_in_a_pool_is_one_machine(load_raw):
+    assert_valid(load_raw("onprem-k3s"))  # gpu-server is server and worker, at one address
+
+
+@pytest.mark.parametrize("field", ["pod_cidr", "service_cidr"])
+def test_host_addresses_lie_outside_pod_and_service_networks(load_raw, field):
+    network = {"pod_cidr": "129.254.0.0/16", "service_cidr": "129.254.202.0/24"}[field]
+    raw = apply(load_raw("onprem-kubeadm"), {("kubernetes", field): network})
+    for path in [(*CP, "hosts", 0, "address"), (*P0, "hosts", 0, "address"), (*P0, "hosts", 1, "address")]:
+        find_problem(problems_of(raw), path, (f"inside kubernetes.{field} {network}",))
+
+
+@pytest.mark.parametrize(
+    ("stack", "changes", "pod_cidr", "fragments"),
+    [
+        ("onprem-kubeadm", {}, "10.244.0.0/23", ("room for 2 node(s)", "can have 3", "/22")),
+        ("onprem-k3s", {}, "10.42.0.0/25", ("room for 0 node(s)", "can have 1", "/24")),
+        (
+            "hybrid-crio",
+            {(*P0, "scaling"): {"min": 2, "max": 300, "desired": 2}},
+            "10.244.0.0/16",
+            ("can have 301", "/15"),
+        ),
+    ],
+    ids=["3-hosts-in-2", "one-node-in-a-25", "hybrid-scaling-max"],
+)
+def test_pod_network_has_a_node_cidr_for_every_node(load_raw, stack, changes, pod_cidr, fragments):
+    raw = apply(load_raw(stack), {**changes, ("kubernetes", "pod_cidr"): pod_cidr})
+    find_problem(problems_of(raw), ("kubernetes", "pod_cidr"), fragments)
+
+
+def test_pod_network_sized_exactly_for_the_nodes_is_accepted(load_raw):
+    assert_valid(apply(load_raw("onprem-kubeadm"), {("kubernetes", "pod_cidr"): "10.244.0.0/22"}))
+    assert_valid(apply(load_raw("onprem-k3s"), {("kubernetes", "pod_cidr"): "10.42.0.0/24"}))
+
+
+@pytest.mark.parametrize(
+    ("stack", "service_cidr", "fragment"),
+    [
+        ("onprem-kubeadm", "10.96.0.0/11", "at most a /12"),
+        ("eks-t4", "100.64.0.0/16", "EKS takes a /12 to /24 service range"),
+        ("eks-t4", "10.100.0.0/25", "EKS takes a /12 to /24"),
+    ],
+)
+def test_service_network_size_and_range(load_raw, stack, service_cidr, fragment):
+    raw = apply(load_raw(stack), {("kubernetes", "service_cidr"): service_cidr})
+    find_problem(problems_of(raw), ("kubernetes", "service_cidr"), (fragment,))
+
+
+@pytest.mark.parametrize(
+    ("stack", "changes", "fragment"),
+    [
+        ("eks-t4", {("aws", "vpc_cidr"): "10.0.0.0/8"}, "AWS VPCs are /16 to /28"),
+        ("eks-t4", {("aws", "vpc_cidr"): "10.0.0.0/29"}, "AWS VPCs are /16 to /28"),
+        (
+            "eks-t4",
+            {("aws", "vpc_cidr"): "10.20.0.0/25"},
+            "too small for a private and a public subnet in each of 3 zones",
+        ),
+        ("eks-t4", {("aws", "vpc_cidr"): "10.96.0.0/16"}, "overlaps kubernetes.service_cidr 10.96.0.0/12"),
+        ("hybrid-crio", {("aws", "vpc_cidr"): "10.244.0.0/16"}, "overlaps kubernetes.pod_cidr 10.244.0.0/16"),
+    ],
+    ids=["too-large", "too-small", "no-room-for-subnets", "service-overlap", "hybrid-pod-overlap"],
+)
+def test_vpc_cidr_size_and_overlaps(load_raw, stack, changes, fragment):
+    find_problem(problems_of(apply(load_raw(stack), changes)), ("aws", "vpc_cidr"), (fragment,))
+
+
+def test_vpc_cidr_large_enough_for_the_zones_is_accepted(load_raw):
+    assert_valid(apply(load_raw("eks-t4"), {("aws", "vpc_cidr"): "10.20.0.0/24"}))  # /28 public subnets
+
+
+@pytest.mark.parametrize(
+    ("zones", "index", "fragment"),
+    [
+        (["us-east-1a", "us-east-10a"], 1, "not a zone of us-east-1"),  # a prefix match took it
+        (["us-east-1a", "us-east-1"], 1, "one lower-case letter"),
+        (["us-east-1a", "us-east-1ab"], 1, "not a zone"),
+        (["us-east-1a", "us-east-1-bos-1a"], 1, "not a zone"),
+        (["us-east-1a", "us-east-1A"], 1, "not a zone"),
+        (["us-east-1a", "us-east-1b", "us-east-1a"], 2, "listed twice"),
+    ],
+)
+def test_availability_zones_are_unique_and_in_the_region(load_raw, zones, index, fragment):
+    raw = apply(load_raw("eks-t4"), {("aws", "availability_zones"): zones})
+    find_problem(problems_of(raw), ("aws", "availability_zones", index), (fragment,))
+
+
+@pytest.mark.parametrize(
+    "endpoint",
+    [
+        "gpu-cluster-lb.example.com",
+        "lb.example.com:0",
+        "lb.example.com:65536",
+        "lb.example.com:https",
+        ":6443",
+        "lb_1.example.com:6443",
+        "fd00::10:6443",
+        "127.0.0.1:6443",
+        "lb.example.com:6443/x",
+    ],
+)
+def test_control_plane_endpoint_is_host_and_port(load_raw, endpoint):
+    raw = apply(load_raw("onprem-dgx"), {(*CP, "endpoint"): endpoint})
+    find_problem(problems_of(raw), (*CP, "endpoint"))
+
+
+@pytest.mark.parametrize("endpoint", ["10.0.0.10:6443", "[fd00::10]:6443", "API.example.com:443", "lb:1"])
+def test_control_plane_endpoint_accepts_ips_names_and_ports(load_raw, endpoint):
+    assert_valid(apply(load_raw("onprem-dgx"), {(*CP, "endpoint"): endpoint}))
