@@ -474,8 +474,11 @@ def valid_specs(draw, platforms: tuple[str, ...] = PLATFORMS) -> dict:
             raw["node_pools"][0]["gpu_taint"] = False
     if "system_pool" not in raw:
         # System pods need the pool left open to them; only PreferNoSchedule taints keep it so.
-        for taint in raw["node_pools"][0].get("taints", []):
+        first = raw["node_pools"][0]
+        for taint in first.get("taints", []):
             taint["effect"] = "PreferNoSchedule"
+        if "taints" in first:  # one taint per key and effect
+            first["taints"] = list({taint["key"]: taint for taint in first["taints"]}.values())
     raw["tenants"] = draw(tenants())
     controller = draw(st.sampled_from(["nginx", "none"]))
     balancers = ["alb", "nlb", "service"] if platform == "aws" and controller != "none" else ["service"]
