@@ -1402,6 +1402,9 @@ def _aws_rules(spec: ClusterSpec):
         yield Violation(
             ("autoscaling", "node_autoscaler"), autoscaler, "node autoscalers resize EKS pools; use 'none' here"
         )
+    if autoscaler == "karpenter" and spec.platform == "aws" and spec.system_pool is None:
+        message = "Karpenter runs on the system pool's nodes (GPU pools become its NodePools); add a system_pool"
+        yield Violation(("system_pool",), None, message)
     aws = spec.aws
     if aws is not None and aws.endpoint_access == "private" and aws.public_access_cidrs is not None:
         yield Violation(

@@ -191,11 +191,35 @@ def test_every_gpu_node_carries_its_pool_labels_and_taints(program):
             assert "/nvidia/recommended/release_version" in group["releaseVersion"]
 
 
-def test_the_system_node_group_is_untainted(program):
-    group = program.named(NODE_GROUP, f"{program.cluster}-system").inputs
+def test_the_system_node_group_is_the_spec_system_pool_untainted(program):
+    system = program.plan.system_pool
+    assert system is not None
+    group = program.named(NODE_GROUP, f"{program.cluster}-{system.name}").inputs
     assert "taints" not in group
-    assert group["labels"] == {"gpucluster.io/pool": "system"}
+    assert group["labels"] == system.labels == {"gpucluster.io/pool": "system"}
+    assert group["instanceTypes"] == system.spec.instance_types
+    scaling = group["scalingConfig"]
+    assert (scaling["minSize"], scaling["desiredSize"], scaling["maxSize"]) == (
+        system.spec.scaling.min,
+        system.spec.scaling.desired,
+        system.spec.scaling.max,
+    )
     assert group["amiType"] == "AL2023_x86_64_STANDARD"
+
+
+def test_without_a_system_pool_the_untainted_gpu_pool_takes_system_pods():
+    def untainted(raw):
+        del raw["system_pool"]
+        raw["node_pools"][0]["gpu_taint"] = False
+
+    program = evaluated("eks-t4", untainted)
+    assert program.plan.system_pool is None
+    assert program.of_type(NODE_GROUP) == []
+    (pool,) = program.plan.pools
+    flags = _node_config(program.pool_resource(LAUNCH_TEMPLATE, pool.name))["spec"]["kubelet"]["flags"]
+    assert flags == [f"--node-labels={','.join(f'{k}={v}' for k, v in pool.labels.items())}"]
+    coredns = program.named("aws:eks/addon:Addon", f"{program.cluster}-coredns")
+    assert coredns.inputs["addonName"] == "coredns"
 
 
 def test_mixed_pool_is_an_auto_scaling_group_with_a_mixed_instances_policy(t4):

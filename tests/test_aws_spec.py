@@ -61,3 +61,12 @@ def test_admins_accept_roles_and_users(load_raw):
     raw["aws"]["admins"] = admins
     spec = parse_spec(raw, "test")
     assert spec.aws is not None and spec.aws.admins == admins
+
+
+def test_karpenter_needs_the_system_pool_to_run_on(load_raw):
+    raw = load_raw("eks-t4")
+    del raw["system_pool"]
+    raw["node_pools"][0]["gpu_taint"] = False
+    raw["autoscaling"]["node_autoscaler"] = "karpenter"
+    (problem,) = problems(raw)
+    assert problem.startswith("system_pool: Karpenter runs on the system pool's nodes")

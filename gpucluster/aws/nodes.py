@@ -17,7 +17,6 @@ EFA pools get the instance type's EFA interfaces, their placement group and thei
 from __future__ import annotations
 
 import base64
-from dataclasses import dataclass
 
 import pulumi
 from pulumi_aws import autoscaling, ec2, eks, iam, ssm
@@ -25,7 +24,7 @@ from pulumi_aws import autoscaling, ec2, eks, iam, ssm
 from gpucluster.aws.eks import Cluster, present
 from gpucluster.aws.iam import service_role
 from gpucluster.aws.network import Network
-from gpucluster.plan import Plan, PoolPlan
+from gpucluster.plan import POOL_LABEL, Plan, PoolPlan, SystemPoolPlan
 from gpucluster.render.aws_nodes import (
     IMDS_HOP_LIMIT,
     NTH_MANAGED_TAG,
@@ -43,14 +42,6 @@ NODE_POLICIES = [
 MNG_TAINT_EFFECTS = {"NoSchedule": "NO_SCHEDULE", "PreferNoSchedule": "PREFER_NO_SCHEDULE", "NoExecute": "NO_EXECUTE"}
 TERMINATION_HOOK = "drain-before-termination"
 SYSTEM_DISK_GIB = 50
-
-
-@dataclass(frozen=True)
-class SystemPool:
-    instance_types: tuple[str, ...] = ("m7i.xlarge", "m6i.xlarge")
-    min: int = 2
-    max: int = 4
-    desired: int = 2
 
 
 def ami_parameter(version: str, variant: str, field: str) -> str:
@@ -138,7 +129,9 @@ def node_config(cluster: str, endpoint: str, certificate_authority: str, service
                 "certificateAuthority": certificate_authority,
                 "cidr": service_cidr,
             },
-            "kubelet": {"flags": [f"--node-labels={labels}", f"--register-with-taints={taints}"]},
+            "kubelet": {
+                "flags": [f"--node-labels={labels}", *([f"--register-with-taints={taints}"] if taints else [])]
+            },
         },
     }
     boundary = "GPUCLUSTER"
@@ -185,27 +178,27 @@ def _managed_taint(key: str, value: str, effect: str) -> eks.NodeGroupTaintArgsD
 
 
 class SystemNodeGroup(pulumi.ComponentResource):
-    """CPU nodes without taints for CoreDNS, the controllers and the operators."""
+    """CPU nodes without taints (the spec's system pool) for CoreDNS, the controllers and the operators."""
 
-    def __init__(self, plan: Plan, cluster: Cluster, network: Network, role: NodeRole, tags, opts):
-        super().__init__("gpucluster:aws:SystemNodeGroup", f"{cluster.name}-system", None, opts)
+    def __init__(self, system: SystemPoolPlan, cluster: Cluster, network: Network, role: NodeRole, tags, opts):
+        super().__init__("gpucluster:aws:SystemNodeGroup", f"{cluster.name}-{system.name}", None, opts)
         child = pulumi.ResourceOptions(parent=self)
-        pool = SystemPool()
         template = launch_template(
-            f"{cluster.name}-system", SYSTEM_DISK_GIB, {**tags, "gpucluster.io/pool": "system"}, child
+            f"{cluster.name}-{system.name}", SYSTEM_DISK_GIB, {**tags, POOL_LABEL: system.name}, child
         )
+        scaling = system.spec.scaling
         self.node_group = eks.NodeGroup(
-            f"{cluster.name}-system",
+            f"{cluster.name}-{system.name}",
             cluster_name=cluster.cluster.name,
             node_role_arn=role.role.arn,
             subnet_ids=[subnet.id for subnet in network.private_subnets.values()],
-            instance_types=list(pool.instance_types),
+            instance_types=list(system.spec.instance_types),
             capacity_type="ON_DEMAND",
             ami_type="AL2023_x86_64_STANDARD",
             release_version=_ssm_value(ami_parameter(cluster.version, "standard", "release_version"), self),
-            scaling_config=_managed_scaling(pool.min, pool.max, pool.desired),
+            scaling_config=_managed_scaling(scaling.min, scaling.max, scaling.desired),
             update_config={"max_unavailable": 1},
-            labels={"gpucluster.io/pool": "system"},
+            labels=dict(system.labels),
             launch_template={"id": template.id, "version": template.latest_version.apply(str)},
             opts=child,
         )
@@ -233,7 +226,7 @@ def _gpu_launch_template(
     return launch_template(
         f"{cluster.name}-{pool.name}",
         pool.spec.disk_gib,
-        {**tags, "gpucluster.io/pool": pool.name},
+        {**tags, POOL_LABEL: pool.name},
         opts,
         security_groups=security_groups or None,
         efa_interfaces=pool.efa_interfaces,

@@ -41,9 +41,12 @@ def build(plan: Plan) -> None:
     private_subnets = [subnet.id for subnet in network.private_subnets.values()]
     cluster = Cluster(plan, private_subnets, opts)
     node_role = NodeRole(spec.name, opts)
-    system = SystemNodeGroup(plan, cluster, network, node_role, tags, opts)
-    node_groups: dict[str, pulumi.Output[str]] = {"system": system.node_group.node_group_name}
-    nodes: list[pulumi.Resource] = [system.node_group]
+    node_groups: dict[str, pulumi.Output[str]] = {}
+    nodes: list[pulumi.Resource] = []
+    if plan.system_pool is not None:  # without one, an untainted GPU pool takes the system pods
+        system = SystemNodeGroup(plan.system_pool, cluster, network, node_role, tags, opts)
+        node_groups[plan.system_pool.name] = system.node_group.node_group_name
+        nodes.append(system.node_group)
     overlays: dict[str, dict] = {}
     autoscaler = spec.autoscaling.node_autoscaler
     if autoscaler == "karpenter":
@@ -72,7 +75,7 @@ def build(plan: Plan) -> None:
                 nodes.append(managed.node_group)
         if autoscaler == "cluster-autoscaler":
             overlays |= autoscaling.cluster_autoscaler(plan, cluster, opts)
-    addons = Addons(cluster, [system.node_group], opts)
+    addons = Addons(cluster, list(nodes), opts)
     overlays |= ingress.load_balancer_controller(plan, cluster, network.vpc.id, opts)
     overlays |= backups.velero_storage(plan, cluster, opts)
     config: pulumi.Output[str] = pulumi.Output.secret(kubeconfig(cluster, spec.aws.region))
