@@ -500,7 +500,7 @@ def valid_specs(draw, platforms: tuple[str, ...] = PLATFORMS) -> dict:
         raw,
         "autoscaling",
         st.fixed_dictionaries(
-            {"node_autoscaler": st.sampled_from(_node_autoscalers(platform))},
+            {"node_autoscaler": st.sampled_from(_node_autoscalers(platform, "system_pool" in raw))},
             optional={"gpu_utilization_target": st.integers(1, 100)},
         ),
     )
@@ -521,9 +521,11 @@ def valid_specs(draw, platforms: tuple[str, ...] = PLATFORMS) -> dict:
     return raw
 
 
-def _node_autoscalers(platform: str) -> list[str]:
-    """Node autoscalers resize EKS pools only."""
-    return ["none", "cluster-autoscaler", "karpenter"] if platform == "aws" else ["none"]
+def _node_autoscalers(platform: str, system_pool: bool) -> list[str]:
+    """Node autoscalers resize EKS pools only; Karpenter runs on the system pool."""
+    if platform != "aws":
+        return ["none"]
+    return ["none", "cluster-autoscaler", "karpenter"] if system_pool else ["none", "cluster-autoscaler"]
 
 
 def _inside(address: str, networks: list[IPv4Network]) -> bool:
