@@ -23,6 +23,7 @@ import pytest
 import yaml
 from testhost import AptCache, Booted, build_base, chroot_host, converge, missing_requirement, new_host, recap
 
+from gpucluster.plan import CONTAINER_TOOLKIT_SETTINGS
 from gpucluster.render import render
 from gpucluster.spec import ClusterSpec
 from stacks import spec_of
@@ -64,15 +65,19 @@ def host_inventory(root: Path, runtime: str, tmp: Path) -> Path:
     inventory["all"]["vars"].update(
         container_runtime=runtime, container_registry_mirrors={"docker.io": ["https://mirror.example.com"]}
     )
-    inventory["all"]["hosts"]["jw2"].update(chroot_host(root), kubeadm_install_packages=False)
+    # NVIDIA's toolkit repository is unreachable here too: its settings and CDI unit are still written.
+    inventory["all"]["hosts"]["jw2"].update(
+        chroot_host(root), kubeadm_install_packages=False, nvidia_container_toolkit_install_packages=False
+    )
     if runtime == "cri-o":  # not packaged for Debian 12 and its repository is unreachable here: config only
         inventory["all"]["hosts"]["jw2"]["crio_install"] = False
+        inventory["all"]["vars"]["container_runtime_cdi"] = True  # seed 003: CRI-O with CDI
     path = tmp / f"inventory-{runtime}.yml"
     path.write_text(yaml.safe_dump(inventory))
     return path
 
 
-LAYERS = "node_prep,runtime,kubernetes"
+LAYERS = "node_prep,runtime,toolkit,kubernetes"
 
 
 @pytest.fixture(scope="module")
@@ -145,6 +150,13 @@ def test_node_files_modules_sysctls_and_kubelet_identity(containerd_host):
     assert "--register-with-taints=nvidia.com/gpu=present:NoSchedule" in kubelet
     for unit in ("containerd", "chrony"):
         assert chroot(root, "systemctl", "is-enabled", unit).strip() == "enabled"
+
+
+def test_toolkit_settings_are_the_plans(containerd_host):
+    root, _ = containerd_host
+    config = tomllib.loads((root / "etc/nvidia-container-runtime/config.toml").read_text())
+    assert config == CONTAINER_TOOLKIT_SETTINGS
+    assert config["accept-nvidia-visible-devices-envvar-when-unprivileged"] is False
 
 
 def test_kubeadm_config_enables_extended_resource_toleration(containerd_host):
@@ -225,3 +237,7 @@ def test_crio_host_converges_twice_and_its_drop_ins_parse(crio_host):
     assert mirrors["registry"][0]["mirror"][0]["location"] == "mirror.example.com"
     assert "LimitMEMLOCK=infinity" in (root / "etc/systemd/system/crio.service.d/50-gpucluster.conf").read_text()
     assert not (root / "etc/containerd/config.toml").exists()
+    assert runtime["cdi_spec_dirs"] == ["/etc/cdi", "/var/run/cdi"]
+    assert chroot(root, "systemctl", "is-enabled", "nvidia-cdi-generate").strip() == "enabled"
+    unit = (root / "etc/systemd/system/nvidia-cdi-generate.service").read_text()
+    assert "ExecStart=/usr/bin/nvidia-ctk cdi generate --output=/var/run/cdi/nvidia.yaml" in unit

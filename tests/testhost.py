@@ -58,8 +58,11 @@ def build_base() -> Path:
             shutil.rmtree(staging, ignore_errors=True)
             raise RuntimeError(f"debootstrap from {mirror} failed: {built.stdout[-500:]}{built.stderr[-500:]}")
         (staging / ".complete").touch()
-        shutil.rmtree(base, ignore_errors=True)
-        staging.rename(base)
+        if (base / ".complete").exists():  # a concurrent run finished first: keep its root
+            shutil.rmtree(staging, ignore_errors=True)
+        else:
+            shutil.rmtree(base, ignore_errors=True)
+            staging.rename(base)
     return base
 
 
@@ -82,19 +85,26 @@ def new_host(base: Path, path: Path) -> Path:
 
 
 class AptCache:
-    """Bind-mount a shared apt archive into the host so packages download once across runs."""
+    """Share downloaded packages across test hosts and runs: the host's apt archive is seeded from the
+    cache and new packages are copied back (copies, not a bind mount, so concurrent runs never share
+    apt's lock)."""
 
     def __init__(self, root: Path):
-        self.target = root / "var/cache/apt/archives"
-        self.source = CACHE / "apt-archives"
+        self.archives = root / "var/cache/apt/archives"
+        self.cache = CACHE / "apt-archives"
 
     def __enter__(self) -> AptCache:
-        (self.source / "partial").mkdir(parents=True, exist_ok=True)
-        subprocess.run(["mount", "--bind", str(self.source), str(self.target)], check=True)
+        self.cache.mkdir(parents=True, exist_ok=True)
+        for package in self.cache.glob("*.deb"):
+            shutil.copy2(package, self.archives / package.name)
         return self
 
     def __exit__(self, *exc) -> None:
-        subprocess.run(["umount", str(self.target)], check=True)
+        for package in self.archives.glob("*.deb"):
+            if not (self.cache / package.name).exists():
+                staging = self.cache / f".{package.name}.{os.getpid()}"
+                shutil.copy2(package, staging)
+                staging.rename(self.cache / package.name)
 
 
 def chroot_host(root: Path) -> dict[str, str]:
