@@ -81,7 +81,7 @@ LAYERS = "node_prep,runtime,toolkit,kubernetes"
 
 
 @pytest.fixture(scope="module")
-def containerd_host(bookworm_base: Path, tmp_path_factory) -> Iterator[tuple[Path, list]]:
+def containerd_host(bookworm_base: Path, tmp_path_factory) -> Iterator[tuple[Path, list, Path]]:
     tmp = tmp_path_factory.mktemp("containerd-host")
     root = new_host(bookworm_base, tmp / "root")
     (root / "etc/containerd").mkdir(parents=True)
@@ -89,7 +89,7 @@ def containerd_host(bookworm_base: Path, tmp_path_factory) -> Iterator[tuple[Pat
     inventory = host_inventory(root, "containerd", tmp)
     with AptCache(root):
         runs = [converge(inventory, "--tags", LAYERS) for _ in range(2)]
-    yield root, runs
+    yield root, runs, inventory
     shutil.rmtree(tmp, ignore_errors=True)
 
 
@@ -105,7 +105,7 @@ def crio_host(bookworm_base: Path, tmp_path_factory) -> Iterator[tuple[Path, lis
 
 
 def test_containerd_host_converges_then_reconverges_with_no_change(containerd_host):
-    _, (first, second) = containerd_host
+    _, (first, second), _ = containerd_host
     assert first.returncode == 0, first.stdout[-4000:] + first.stderr[-2000:]
     assert recap(first)["changed"] > 0
     assert second.returncode == 0, second.stdout[-4000:]
@@ -117,7 +117,7 @@ def chroot(root: Path, *command: str) -> str:
 
 
 def test_containerd_config_dump_has_nvidia_runtime_systemd_cgroups_and_the_foreign_runtime(containerd_host):
-    root, _ = containerd_host
+    root, _, _ = containerd_host
     dump = tomllib.loads(chroot(root, "containerd", "config", "dump"))
     cri = dump["plugins"]["io.containerd.grpc.v1.cri"]
     runtimes = cri["containerd"]["runtimes"]
@@ -134,7 +134,7 @@ def test_containerd_config_dump_has_nvidia_runtime_systemd_cgroups_and_the_forei
 
 
 def test_node_files_modules_sysctls_and_kubelet_identity(containerd_host):
-    root, _ = containerd_host
+    root, _, _ = containerd_host
     modules = (root / "etc/modules-load.d/gpucluster.conf").read_text().split()
     assert {"overlay", "br_netfilter"} <= set(modules)
     sysctls = dict(
@@ -152,15 +152,27 @@ def test_node_files_modules_sysctls_and_kubelet_identity(containerd_host):
         assert chroot(root, "systemctl", "is-enabled", unit).strip() == "enabled"
 
 
+def test_cdi_on_debians_containerd_is_refused_before_its_config_changes(containerd_host):
+    root, _, inventory = containerd_host
+    before = (root / "etc/containerd/config.toml").read_bytes()
+    result = converge(inventory, "--tags", "runtime", "-e", "container_runtime_cdi=true")
+    output = " ".join(result.stdout.split())
+    assert result.returncode == 2
+    assert (
+        "CDI needs containerd >= 1.7; this host has 1.6.20 (containerd_source: docker installs a newer one)" in output
+    )
+    assert (root / "etc/containerd/config.toml").read_bytes() == before
+
+
 def test_toolkit_settings_are_the_plans(containerd_host):
-    root, _ = containerd_host
+    root, _, _ = containerd_host
     config = tomllib.loads((root / "etc/nvidia-container-runtime/config.toml").read_text())
     assert config == CONTAINER_TOOLKIT_SETTINGS
     assert config["accept-nvidia-visible-devices-envvar-when-unprivileged"] is False
 
 
 def test_kubeadm_config_enables_extended_resource_toleration(containerd_host):
-    root, _ = containerd_host
+    root, _, _ = containerd_host
     init, cluster, kubelet = yaml.safe_load_all((root / "etc/kubernetes/gpucluster/kubeadm-config.yaml").read_text())
     assert init["kind"] == "InitConfiguration"
     assert init["nodeRegistration"]["criSocket"] == "unix:///run/containerd/containerd.sock"
@@ -173,7 +185,7 @@ def test_kubeadm_config_enables_extended_resource_toleration(containerd_host):
 
 
 def test_booted_host_runs_containerd_with_the_merged_config_and_unlimited_memlock(containerd_host):
-    root, _ = containerd_host
+    root, _, _ = containerd_host
     with Booted(root) as host:
         state = host.wait_active("containerd")
         assert state == "active", host.run("journalctl", "-u", "containerd", "--no-pager", "-n", "30").stdout
