@@ -1,7 +1,8 @@
 """Print gpucluster's speed figures next to their targets.
 
 - ``gpucluster --help`` time against the import floor of its CLI libraries (target: within 1.3x);
-- render + validate time per reference stack (target: the largest under 3 s);
+- render + validate time per reference stack (target: the largest under 3 s), and how much of validate
+  the Prometheus tools take (``promtool check rules``, ``amtool check-config``);
 - render time for 1 / 10 / 100 node pools (target: linear in pools), and the memory rendering 100 pools
   allocates at its peak (target: under 64 MiB);
 - the Pulumi program of each AWS stack evaluated under mocks, in a fresh process (imports included; target:
@@ -34,7 +35,9 @@ sys.path.insert(0, str(ROOT / "tests"))
 from testhost import AptCache, build_base, chroot_host, converge, missing_requirement, new_host, recap  # noqa: E402
 
 from gpucluster.output import write_tree  # noqa: E402
+from gpucluster.promcheck import check_alertmanager_config, check_rule_groups  # noqa: E402
 from gpucluster.render import render  # noqa: E402
+from gpucluster.render.monitoring import alertmanager_config, stack_values  # noqa: E402
 from gpucluster.spec import ClusterSpec  # noqa: E402
 from gpucluster.stackfile import list_stacks, load_stack  # noqa: E402
 from gpucluster.validate import validate_output  # noqa: E402
@@ -73,6 +76,23 @@ def stacks() -> None:
         print(
             f"stack {stack.name:16} render+validate {elapsed * 1000:8.1f} ms  ({len(report.checks)} checks) {verdict}"
         )
+
+
+def prometheus_tools(stack_name: str = "onprem-dgx", runs: int = 5) -> None:
+    """The share of ``validate`` spent in promtool and amtool (each a subprocess on a temporary file)."""
+    spec = load_stack(str(ROOT / "stacks" / f"Pulumi.{stack_name}.yaml")).spec
+    groups = stack_values(spec)["additionalPrometheusRulesMap"]["gpu-alerts"]["groups"]
+    config = alertmanager_config(spec)
+    for tool, check in (
+        ("promtool", lambda: check_rule_groups(groups)),
+        ("amtool", lambda: check_alertmanager_config(config)),
+    ):
+        timings, status = [], ""
+        for _ in range(runs):
+            start = time.perf_counter()
+            status = check().status
+            timings.append(time.perf_counter() - start)
+        print(f"validate {stack_name}: {tool:8} {statistics.median(timings) * 1000:7.1f} ms ({status})")
 
 
 def spec_with_pools(count: int) -> ClusterSpec:
@@ -176,6 +196,7 @@ def aws_programs() -> None:
 if __name__ == "__main__":
     cli_startup()
     stacks()
+    prometheus_tools()
     pool_scaling()
     ansible_converge()
     aws_programs()

@@ -227,12 +227,10 @@ class Plan:
 
     @property
     def installs_prometheus_operator(self) -> bool:
-        """Whether a release of the stack installs the prometheus-operator CRDs (ServiceMonitor, ...).
-
-        Chart values that create ServiceMonitors are on only when it does. No release does yet: the
-        monitoring stack (kube-prometheus-stack) is to be added as one, and this then says so.
-        """
-        return False
+        """Whether a release of the stack installs the prometheus-operator CRDs (ServiceMonitor, ...): the
+        kube-prometheus-stack release does, with monitoring on. Chart values that create ServiceMonitors are
+        on only when it does."""
+        return self.spec.monitoring.enabled
 
     @property
     def scrapes_with_service_monitors(self) -> bool:

@@ -732,9 +732,164 @@ class GuardianSpec(SpecModel):
     )
 
 
+PromDuration = Annotated[
+    str,
+    StringConstraints(pattern=r"^([0-9]+(ms|s|m|h|d|w|y))+$"),
+    Field(description="A Prometheus duration such as '30s', '5m', '1h30m'."),
+]
+# Alert names (receivers, routes) and Secret keys, as Alertmanager and Kubernetes accept them.
+ReceiverName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][-_.A-Za-z0-9]*$", max_length=63)]
+SecretKey = Annotated[str, StringConstraints(pattern=r"^[-._A-Za-z0-9]+$", max_length=253)]
+# One Alertmanager matcher: label, operator, value, e.g. 'severity="critical"' or 'namespace=~"team-.*"'.
+_MATCHER = re.compile(r"""^\s*[A-Za-z_][A-Za-z0-9_]*\s*(=|!=|=~|!~)\s*("([^"\\]|\\.)*"|[^"\s,{}]*)\s*$""")
+NULL_RECEIVER = "null"
+
+
+def _matcher(value: str) -> str:
+    if not _MATCHER.match(value):
+        raise ValueError(f"{value!r} is not an Alertmanager matcher such as 'severity=\"critical\"'")
+    return value
+
+
+Matcher = Annotated[str, AfterValidator(_matcher)]
+
+
+class SecretKeyRef(SpecModel):
+    """A key of a Secret in the monitoring namespace; the value never enters the spec or the output."""
+
+    name: DnsLabel = Field(description="Secret name (created out of band, e.g. by an external-secrets operator).")
+    key: SecretKey = Field(description="Key inside the Secret.")
+
+
+class SlackReceiver(SpecModel):
+    channel: str = Field(min_length=1, description="Channel to post to, e.g. '#gpu-alerts'.")
+    api_url: SecretKeyRef = Field(description="Secret key holding the incoming-webhook URL.")
+
+
+class PagerDutyReceiver(SpecModel):
+    routing_key: SecretKeyRef = Field(description="Secret key holding the Events API v2 routing key.")
+
+
+class WebhookReceiver(SpecModel):
+    url: str = Field(pattern=r"^https?://[^\s]+$", description="Webhook URL; put no token in it, use bearer_token.")
+    bearer_token: SecretKeyRef | None = Field(None, description="Secret key holding a bearer token to send.")
+
+
+class EmailReceiver(SpecModel):
+    to: str = Field(pattern=r"^[^@\s]+@[^@\s]+$", description="Recipient address.")
+    sender: str = Field(pattern=r"^[^@\s]+@[^@\s]+$", description="From address.")
+    smarthost: str = Field(pattern=r"^[^:\s]+:[0-9]{1,5}$", description="SMTP server as host:port.")
+    username: str | None = Field(None, description="SMTP user name, when the server wants authentication.")
+    password: SecretKeyRef | None = Field(None, description="Secret key holding the SMTP password.")
+
+
+class Receiver(SpecModel):
+    """Where Alertmanager sends notifications: one or more integrations, credentials read from Secrets."""
+
+    name: ReceiverName = Field(description="Receiver name, used by routes.")
+    slack: SlackReceiver | None = Field(None, description="Post to a Slack channel.")
+    pagerduty: PagerDutyReceiver | None = Field(None, description="Open PagerDuty incidents.")
+    webhook: WebhookReceiver | None = Field(None, description="POST alerts to a webhook.")
+    email: EmailReceiver | None = Field(None, description="Send e-mail.")
+
+    @property
+    def secret_refs(self) -> list[SecretKeyRef]:
+        refs = [
+            self.slack.api_url if self.slack else None,
+            self.pagerduty.routing_key if self.pagerduty else None,
+            self.webhook.bearer_token if self.webhook else None,
+            self.email.password if self.email else None,
+        ]
+        return [ref for ref in refs if ref is not None]
+
+
+class AlertRoute(SpecModel):
+    receiver: ReceiverName = Field(description="A receiver's name, or 'null' to drop the alerts.")
+    matchers: list[Matcher] = Field(
+        min_length=1, description="Alertmanager matchers that all must hold, e.g. ['severity=\"critical\"']."
+    )
+    continue_matching: bool = Field(False, description="Also try the routes after this one.")
+
+
+class AlertmanagerSpec(SpecModel):
+    receivers: list[Receiver] = Field(default_factory=list, description="Notification targets.")
+    routes: list[AlertRoute] = Field(default_factory=list, description="Which alerts go where, first match wins.")
+    default_receiver: ReceiverName = Field(
+        NULL_RECEIVER, description="Receiver of alerts no route matches; 'null' drops them."
+    )
+    group_by: list[str] = Field(
+        default_factory=lambda: ["alertname", "cluster", "node"], description="Labels that group alerts."
+    )
+
+
+class AlertThresholds(SpecModel):
+    """When the GPU alerts fire. Defaults follow seed 000's alert table."""
+
+    gpu_temperature_celsius: int = Field(85, ge=40, le=110, description="GpuTemperatureHigh above this (°C).")
+    gpu_temperature_for: PromDuration = Field("5m", description="... for this long.")
+    fb_memory_used_percent: int = Field(
+        98, ge=50, le=100, description="GpuMemoryNearlyFull: framebuffer used above this share of used + free."
+    )
+    fb_memory_for: PromDuration = Field("10m", description="... for this long.")
+    low_utilization_percent: int = Field(70, ge=1, le=100, description="GpuUnderutilized below this utilisation.")
+    low_utilization_for: PromDuration = Field("15m", description="... for this long.")
+    utilization_metric: str = Field(
+        "DCGM_FI_DEV_GPU_UTIL",
+        description="Utilisation metric of GpuUnderutilized: DCGM_FI_DEV_GPU_UTIL (%) or a DCP ratio"
+        " (DCGM_FI_PROF_GR_ENGINE_ACTIVE, DCGM_FI_PROF_SM_ACTIVE; datacenter GPUs only).",
+    )
+    power_limit_percent: int = Field(
+        100, ge=50, le=120, description="GpuPowerOverLimit: draw above this share of the enforced power limit."
+    )
+    power_for: PromDuration = Field("5m", description="... for this long.")
+    pcie_replays_per_10m: int = Field(
+        10, ge=1, le=1_000_000, description="GpuPcieReplays: PCIe replays within 10 minutes above this."
+    )
+    exporter_missing_for: PromDuration = Field(
+        "10m", description="GpuDcgmExporterMissing: a GPU node has no healthy dcgm-exporter this long."
+    )
+    node_not_ready_for: PromDuration = Field("5m", description="GpuNodeNotReady: a GPU node NotReady this long.")
+
+    @field_validator("utilization_metric")
+    @classmethod
+    def _known_utilization_metric(cls, name: str) -> str:
+        from gpucluster.dcgm import UTILIZATION_METRICS, exported_metrics
+
+        if name not in UTILIZATION_METRICS or name not in exported_metrics():
+            allowed = ", ".join(m for m in UTILIZATION_METRICS if m in exported_metrics())
+            raise ValueError(f"{name!r} is not a GPU utilisation metric the DCGM exporter exports; allowed: {allowed}")
+        return name
+
+
+class MonitoringStorage(SpecModel):
+    size: Quantity = Field("50Gi", description="Prometheus volume size.")
+    storage_class: DnsLabel | None = Field(
+        None, description="StorageClass of the volume; the cluster default if unset."
+    )
+
+
+class PrometheusResources(SpecModel):
+    cpu: Quantity = Field("500m", description="CPU request.")
+    memory: Quantity = Field("2Gi", description="Memory request and limit.")
+
+
 class MonitoringSpec(SpecModel):
-    enabled: bool = Field(True, description="Scrape GPU metrics (dcgm-exporter ServiceMonitor).")
-    gpu_temperature_alert_celsius: int = Field(85, ge=50, le=110, description="Alert above this GPU temperature.")
+    """The monitoring stack (kube-prometheus-stack) with GPU scraping, alerts and dashboards."""
+
+    enabled: bool = Field(
+        True,
+        description="Install kube-prometheus-stack in namespace 'monitoring', scrape dcgm-exporter, alert and"
+        " chart GPUs. The ServiceMonitors of the GPU layer and the ingress controller are on only then.",
+    )
+    retention: PromDuration = Field("15d", description="How long Prometheus keeps samples.")
+    storage: MonitoringStorage = Field(MonitoringStorage(), description="Prometheus persistent volume.")
+    resources: PrometheusResources = Field(PrometheusResources(), description="Prometheus container resources.")
+    scrape_interval: PromDuration = Field("30s", description="How often dcgm-exporter is scraped.")
+    alerts: AlertThresholds = Field(AlertThresholds(), description="GPU alert thresholds and windows.")
+    alertmanager: AlertmanagerSpec = Field(AlertmanagerSpec(), description="Alert routes and receivers.")
+    grafana_admin_secret: DnsLabel = Field(
+        "grafana-admin", description="Secret with keys admin-user and admin-password for Grafana's admin."
+    )
     guardian: GuardianSpec = Field(GuardianSpec(), description="The thermal guardian on GPU nodes.")
 
 
@@ -923,6 +1078,7 @@ def _rule_violations(spec: ClusterSpec):
     yield from _gpu_stack_rules(spec)
 
     yield from _aws_rules(spec)
+    yield from _monitoring_rules(spec)
 
 
 def _gpu_stack_rules(spec: ClusterSpec):
@@ -1504,6 +1660,23 @@ def _system_pod_rules(spec: ClusterSpec):
         fix += " or make the control plane schedulable (kubernetes.control_plane.schedulable: true)"
     message = f"every node is tainted, so CoreDNS and the controllers would have no node: {fix}"
     yield Violation(("node_pools", index, field), getattr(spec.node_pools[index], field), message)
+
+
+def _monitoring_rules(spec: ClusterSpec):
+    alertmanager = spec.monitoring.alertmanager
+    path = ("monitoring", "alertmanager")
+    names = [receiver.name for receiver in alertmanager.receivers]
+    known = [NULL_RECEIVER, *names]
+    for index, receiver in enumerate(alertmanager.receivers):
+        if receiver.name == NULL_RECEIVER or names.count(receiver.name) > 1:
+            yield Violation((*path, "receivers", index, "name"), receiver.name, "receiver names are unique, not 'null'")
+        if not (receiver.slack or receiver.pagerduty or receiver.webhook or receiver.email):
+            yield Violation((*path, "receivers", index), receiver.name, "give slack, pagerduty, webhook or email")
+    for index, route in enumerate(alertmanager.routes):
+        if route.receiver not in known:
+            yield Violation((*path, "routes", index, "receiver"), route.receiver, f"allowed: {', '.join(known)}")
+    if alertmanager.default_receiver not in known:
+        yield Violation((*path, "default_receiver"), alertmanager.default_receiver, f"allowed: {', '.join(known)}")
 
 
 # --- derived facts the rules and the renderers share -------------------------------------------------

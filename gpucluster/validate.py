@@ -13,6 +13,8 @@
 - Every custom resource the output creates (an object, a chart preview, or a chart value that switches one
   on) needs its CRD from a release in ``helm/releases.yaml`` (``gpucluster.crds``) or a declared
   prerequisite (its ``crd_prerequisites``): else it would fail to apply, or be silently skipped.
+- PrometheusRules are checked with ``promtool check rules``, the Alertmanager configuration in
+  kube-prometheus-stack's values with ``amtool check-config`` (``gpucluster.promcheck``).
 
 Whatever cannot be checked (no CRD, no chart values file) is reported as ``unchecked``, never as ``ok``.
 """
@@ -32,6 +34,7 @@ from kubernetes_validate import utils as kv
 from referencing import Registry, Resource
 
 from gpucluster.crds import CHART_CRD_GROUPS, CHART_VALUE_SWITCHES, charts_installing
+from gpucluster.promcheck import ToolResult, check_alertmanager_config, check_rule_groups
 from gpucluster.render.nccl import POD_SPEC_PATHS, efa_env_without_request, ib_env_without_request
 
 OBJECT_DIRS = ("manifests", "custom-resources", "examples", "helm/previews")
@@ -51,7 +54,7 @@ class Check:
 
     file: str  # path relative to the output dir, e.g. "manifests/20-tenancy.yaml"
     subject: str  # "Kind namespace/name", "Kind name" (cluster-scoped) or the release name
-    check: str  # "kubernetes-schema" | "crd-schema" | "chart-values"
+    check: str  # "kubernetes-schema" | "crd-schema" | "chart-values" | "efa-request" | "promtool" | "amtool"
     status: str  # "ok" | "fail" | "unchecked"
     detail: str = ""  # fail: field path and message; unchecked: why it could not be checked
 
@@ -103,12 +106,59 @@ def validate_output(
             checks.append(Check(file, "(whole file)", "kubernetes-schema", "fail", _yaml_problem(e)))
             continue
         checks.extend(_check_object(file, obj, schemas, crds) for obj in documents)
+        checks.extend(_check_prometheus_rules(file, documents))
         objects.extend(obj for obj in documents if isinstance(obj, dict) and isinstance(obj.get("metadata"), dict))
         custom.extend((file, obj) for obj in documents if _is_custom_resource(obj, schemas))
     checks.extend(_check_fabric_requests(objects))
     checks.extend(_check_releases(out_dir, Path(chart_values_dir) if chart_values_dir else None))
     checks.extend(_check_crd_sources(out_dir, custom))
+    checks.extend(_check_alertmanager_configs(out_dir))
     return Report(tuple(checks))
+
+
+# --- Prometheus rules and Alertmanager configuration ------------------------------------------------------
+
+
+def _check_prometheus_rules(file: str, documents: list) -> list[Check]:
+    """``promtool check rules`` on each PrometheusRule's ``spec.groups`` (a rules file as is)."""
+    checks = []
+    for obj in documents:
+        if isinstance(obj, dict) and obj.get("kind") == "PrometheusRule":
+            groups = (obj.get("spec") or {}).get("groups")
+            result = (
+                check_rule_groups(groups) if isinstance(groups, list) else ToolResult("fail", "no spec.groups list")
+            )
+            checks.append(Check(file, _subject(obj), "promtool", result.status, result.detail))
+    return checks
+
+
+def _check_alertmanager_configs(out_dir: Path) -> list[Check]:
+    """``amtool check-config`` on the ``alertmanager.config`` of every kube-prometheus-stack release."""
+    checks = []
+    for release in _releases(out_dir):
+        if release.get("chart") != "kube-prometheus-stack" or not isinstance(release.get("values"), str):
+            continue
+        file = f"helm/{release['values']}"
+        try:
+            values = yaml.load((out_dir / file).read_text(), Loader=_Loader) or {}
+        except (OSError, yaml.YAMLError):
+            continue  # reported by the chart-values check
+        config = values.get("alertmanager", {}).get("config") if isinstance(values, dict) else None
+        if isinstance(config, dict):
+            result = check_alertmanager_config(config)
+            checks.append(
+                Check(file, f"{release.get('name')} alertmanager.config", "amtool", result.status, result.detail)
+            )
+    return checks
+
+
+def _releases(out_dir: Path) -> list[dict]:
+    try:
+        content = yaml.load((out_dir / RELEASES_FILE).read_text(), Loader=_Loader)
+    except (OSError, yaml.YAMLError):
+        return []
+    releases = content.get("releases") if isinstance(content, dict) else None
+    return [r for r in releases if isinstance(r, dict)] if isinstance(releases, list) else []
 
 
 def _check_fabric_requests(objects: list[dict]) -> list[Check]:

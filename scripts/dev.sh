@@ -24,6 +24,8 @@ APT_PACKAGES=(
     e2fsprogs   # chattr: makes a directory unwritable for root in the output-directory tests
     debootstrap  # builds the Debian 12 test hosts the Ansible roles converge (tests/test_converge.py)
     systemd-container  # systemd-nspawn boots them so containerd really starts
+    prometheus               # promtool (rule checks and unit tests) and the server for the alert test
+    prometheus-alertmanager  # amtool check-config
 )
 
 setup() {

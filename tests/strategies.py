@@ -492,7 +492,19 @@ def valid_specs(draw, platforms: tuple[str, ...] = PLATFORMS) -> dict:
         raw,
         "monitoring",
         st.fixed_dictionaries(
-            {"enabled": st.booleans()}, optional={"gpu_temperature_alert_celsius": st.integers(50, 110)}
+            {"enabled": st.booleans()},
+            optional={
+                "alerts": st.fixed_dictionaries(
+                    {},
+                    optional={
+                        "gpu_temperature_celsius": st.integers(40, 110),
+                        "fb_memory_used_percent": st.integers(50, 100),
+                        "low_utilization_percent": st.integers(1, 100),
+                        "low_utilization_for": st.sampled_from(["5m", "15m", "1h30m"]),
+                    },
+                ),
+                "retention": st.sampled_from(["7d", "15d", "90d"]),
+            },
         ),
     )
     _maybe(

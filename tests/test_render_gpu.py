@@ -204,9 +204,12 @@ def test_config_maps_pass_the_kubernetes_schema(stack):
         kubernetes_validate.validate(obj, f"{spec.kubernetes.version}.0", strict=True)
 
 
-def test_no_service_monitor_while_no_release_installs_its_crd():
+def test_service_monitor_comes_with_the_release_that_installs_its_crd():
     """Without the prometheus-operator CRD the operator silently skips the ServiceMonitor (nothing scrapes, no
-    one is told); it comes on with the release that installs the CRD."""
+    one is told); kube-prometheus-stack installs it, so the ServiceMonitor is on exactly with monitoring."""
     plan = make_plan(spec_of("eks-t4"))
-    assert plan.spec.monitoring.enabled and not plan.installs_prometheus_operator
-    assert gpu.operator_values(plan)["dcgmExporter"]["serviceMonitor"] == {"enabled": False}
+    assert plan.spec.monitoring.enabled and plan.installs_prometheus_operator
+    assert gpu.operator_values(plan)["dcgmExporter"]["serviceMonitor"]["enabled"] is True
+    plain = make_plan(spec_of("eks-t4", monitoring={"enabled": False}))
+    assert not plain.installs_prometheus_operator
+    assert gpu.operator_values(plain)["dcgmExporter"]["serviceMonitor"] == {"enabled": False}

@@ -105,9 +105,13 @@ def test_plain_service_needs_no_aws_controller():
 
 
 @pytest.mark.parametrize("monitoring", [True, False])
-def test_metrics_follow_monitoring_and_service_monitors_wait_for_their_crd(monitoring):
+def test_metrics_follow_monitoring_and_service_monitors_come_with_the_stack(monitoring):
     prometheus = releases_of(eks_t4("service", monitoring))["nginx-ingress"].values["prometheus"]
-    assert prometheus == {"create": monitoring, "service": {"create": False}, "serviceMonitor": {"create": False}}
+    monitor = {"create": True, "labels": {"release": "kube-prometheus-stack"}}
+    expected = {"create": True, "service": {"create": True}, "serviceMonitor": monitor}
+    assert prometheus == (
+        expected if monitoring else {"create": False, "service": {"create": False}, "serviceMonitor": {"create": False}}
+    )
 
 
 @pytest.mark.parametrize("stack", ["eks-h100", "onprem-k3s", "onprem-kubeadm", "onprem-dgx", "hybrid-crio"])

@@ -17,6 +17,7 @@ from gpucluster.render import (
     guardian,
     ingress,
     kueue,
+    monitoring,
     namespaces,
     nccl,
     tenancy,
@@ -39,6 +40,7 @@ def render(spec: ClusterSpec) -> Bundle:
             "50-nccl": nccl.nccl_config_maps(plan),
             "60-ingress": ingress.alb_ingress(plan),
             "70-backups": backups.etcd_snapshot_objects(plan),
+            "75-dashboards": monitoring.monitoring_objects(plan),
             "80-guardian": guardian.guardian_objects(plan),
         },
         releases=[
@@ -49,6 +51,7 @@ def render(spec: ClusterSpec) -> Bundle:
             *backups.velero_release(plan),
             *kueue.kueue_release(plan),
             *aws_nodes.node_releases(plan),
+            *monitoring.monitoring_releases(plan),
         ],
         custom_resources={
             "10-network-operator": fabric.nic_cluster_policy(plan),

@@ -14,6 +14,7 @@ from importlib import resources
 from gpucluster.plan import CONTAINER_TOOLKIT_SETTINGS, DEVICE_LIST_STRATEGY, MIG_DISABLED, Plan, PoolPlan
 from gpucluster.render.bundle import HelmRelease
 from gpucluster.render.k8s import config_map, k8s_object, to_yaml
+from gpucluster.render.monitoring import dcgm_service_monitor, dcgm_service_monitor_values
 from gpucluster.spec import GPU_OPERATOR_NAMESPACE, RESERVED_POOL_NAME, ClusterSpec
 
 DEVICE_PLUGIN_CONFIG = "gpucluster-device-plugin"
@@ -160,8 +161,13 @@ def operator_values(plan: Plan) -> dict:
             "enabled": True,
             "version": spec.components.dcgm_exporter,
             "config": {"name": DCGM_METRICS_CONFIG},
-            "env": [{"name": "DCGM_EXPORTER_COLLECTORS", "value": DCGM_METRICS_PATH}],
-            "serviceMonitor": {"enabled": plan.scrapes_with_service_monitors},
+            # Kubernetes mode: per-GPU pod, namespace and container labels from the kubelet's pod-resources
+            # API (the operator mounts /var/lib/kubelet/pod-resources), for per-pod dashboards and the HPA.
+            "env": [
+                {"name": "DCGM_EXPORTER_COLLECTORS", "value": DCGM_METRICS_PATH},
+                {"name": "DCGM_EXPORTER_KUBERNETES", "value": "true"},
+            ],
+            "serviceMonitor": dcgm_service_monitor_values(plan),
         },
         "mig": {"strategy": ""},
         "migManager": {
@@ -234,5 +240,5 @@ def operator_release(plan: Plan) -> HelmRelease:
         version=version,
         namespace=GPU_OPERATOR_NAMESPACE,
         values=values,
-        previews=(cluster_policy(values, version),),
+        previews=(cluster_policy(values, version), *dcgm_service_monitor(plan)),
     )

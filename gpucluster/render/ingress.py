@@ -21,6 +21,7 @@ import json
 from gpucluster.plan import Plan
 from gpucluster.render.bundle import HelmRelease
 from gpucluster.render.k8s import k8s_object
+from gpucluster.render.monitoring import PROMETHEUS_SELECTOR
 from gpucluster.spec import INGRESS_NAMESPACE, ClusterSpec
 
 NGINX_INGRESS_RELEASE = "nginx-ingress"
@@ -85,7 +86,7 @@ def _nginx_ingress_values(plan: Plan) -> dict:
     prometheus = {
         "create": spec.monitoring.enabled,
         "service": {"create": monitors},
-        "serviceMonitor": {"create": monitors},
+        "serviceMonitor": {"create": True, "labels": dict(PROMETHEUS_SELECTOR)} if monitors else {"create": False},
     }
     return {"controller": controller, "prometheus": prometheus}
 

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 from gpucluster.plan import Plan
 from gpucluster.render.k8s import k8s_object
-from gpucluster.spec import GPU_OPERATOR_NAMESPACE, INGRESS_NAMESPACE, NETWORK_OPERATOR_NAMESPACE, VELERO_NAMESPACE
+from gpucluster.spec import (
+    GPU_OPERATOR_NAMESPACE,
+    INGRESS_NAMESPACE,
+    MONITORING_NAMESPACE,
+    NETWORK_OPERATOR_NAMESPACE,
+    VELERO_NAMESPACE,
+)
 
 TENANT_LABEL = "gpucluster.io/tenant"
 
@@ -19,9 +25,12 @@ def _namespace(name: str, enforce: str, extra: dict[str, str] | None = None) -> 
 
 
 def namespaces(plan: Plan) -> list[dict]:
-    """The GPU operator's namespace (its operands are privileged), the ingress controller's, and one
+    """The GPU operator's namespace (its operands are privileged), the monitoring stack's (privileged:
+    node-exporter reads the host's network, PIDs and filesystem), the ingress controller's, and one
     baseline namespace per tenant. Created here so manifests in them apply before the Helm releases."""
     objects = [_namespace(GPU_OPERATOR_NAMESPACE, "privileged")]
+    if plan.spec.monitoring.enabled:
+        objects.append(_namespace(MONITORING_NAMESPACE, "privileged"))
     if plan.spec.ingress.controller == "nginx":
         objects.append(_namespace(INGRESS_NAMESPACE, "baseline"))
     velero = plan.spec.backups.velero
