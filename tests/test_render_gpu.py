@@ -113,8 +113,9 @@ def test_versions_are_pinned_from_the_spec():
 
 
 def preview_policy(spec: ClusterSpec) -> dict:
-    """The ClusterPolicy as written to helm/previews/gpu-operator.yaml."""
-    (policy,) = yaml.safe_load_all(render(spec).files()["helm/previews/gpu-operator.yaml"])
+    """The ClusterPolicy as written to helm/previews/gpu-operator.yaml (next to the dcgm-exporter ServiceMonitor)."""
+    previews = yaml.safe_load_all(render(spec).files()["helm/previews/gpu-operator.yaml"])
+    (policy,) = [obj for obj in previews if obj["kind"] == "ClusterPolicy"]
     return policy
 
 
