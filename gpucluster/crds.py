@@ -26,8 +26,9 @@ CHART_CRD_GROUPS: dict[str, tuple[str, ...]] = {
     "keda": ("keda.sh", "eventing.keda.sh"),
     "kueue": ("kueue.x-k8s.io",),
     "karpenter": ("karpenter.sh", "karpenter.k8s.aws"),
-    # deployment/network-operator/crds, with Multus's NetworkAttachmentDefinition.
-    "network-operator": ("mellanox.com", "k8s.cni.cncf.io"),
+    # deployment/network-operator/crds, with Multus's NetworkAttachmentDefinition; nv-ipam's IPPool CRD the
+    # operator itself applies when the NicClusterPolicy deploys nv-ipam.
+    "network-operator": ("mellanox.com", "k8s.cni.cncf.io", "nv-ipam.nvidia.com"),
     "cluster-autoscaler": (),
     # charts/nginx-gateway-fabric/crds: its own policies; the Gateway API CRDs are a prerequisite it does not install.
     "nginx-gateway-fabric": ("gateway.nginx.org",),

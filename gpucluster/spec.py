@@ -242,6 +242,12 @@ SocketIfname = Annotated[
     _described(_SOCKET_IFNAME_RULE),
     Field(description=_sentence(_SOCKET_IFNAME_RULE)),
 ]
+InterfaceName = Annotated[
+    str,
+    StringConstraints(pattern=rf"^{_IFNAME}$"),
+    _described("a Linux interface name such as 'ib0'"),
+    Field(description="A Linux interface name such as 'ib0'."),
+]
 _HCA_RULE = "an RDMA device name such as 'mlx5_0', optionally with ':port' (no '=', '^' or ',': gpucluster adds '=')"
 HcaName = Annotated[
     str,
@@ -495,6 +501,16 @@ class KubernetesSpec(SpecModel):
         return int(self.version.split(".")[1])
 
 
+class IpoibSpec(SpecModel):
+    """A secondary network for pods on InfiniBand pools: an IPoIB interface on the hosts' IPoIB device."""
+
+    master: InterfaceName = Field("ib0", description="The hosts' IPoIB interface the pods' interfaces attach to.")
+    subnet: Cidr = Field(description="Addresses of the pods' IPoIB interfaces; apart from the pod and service CIDRs.")
+    per_node_block_size: int = Field(
+        32, ge=4, le=65536, description="Addresses nv-ipam gives each node from the subnet (pods per node at most)."
+    )
+
+
 class NetworkSpec(SpecModel):
     fabric: Literal["ethernet", "infiniband", "efa"] = Field(
         "ethernet", description="The GPU-to-GPU fabric between nodes; decides the NCCL settings."
@@ -507,7 +523,7 @@ class NetworkSpec(SpecModel):
         description=(
             "Host side: the node interface NCCL uses for bootstrap and socket traffic when it runs on the host"
             " (NCCL_SOCKET_IFNAME in the /etc/nccl.conf the bare-metal back end writes). Pods do not have it:"
-            " NCCL in pods uses the pod's eth0."
+            " NCCL in pods uses the pod's eth0, or its IPoIB interface with `ipoib`."
         ),
     )
     ib_hcas: list[HcaName] = Field(
@@ -522,6 +538,13 @@ class NetworkSpec(SpecModel):
         description=(
             "infiniband: the resource the network operator's RDMA shared device plugin advertises for the"
             " nodes' InfiniBand HCAs; pods using InfiniBand request one."
+        ),
+    )
+    ipoib: IpoibSpec | None = Field(
+        None,
+        description=(
+            "infiniband: an IPoIB secondary network in pods (Multus, IPoIB CNI, nv-ipam) so NCCL's bootstrap and"
+            " socket traffic also cross InfiniBand; off: they use the pod network."
         ),
     )
 
@@ -1141,6 +1164,7 @@ def _platform_rules(spec: ClusterSpec):
         )
     if spec.network.fabric == "infiniband" and spec.platform == "aws":
         yield Violation(("network", "fabric"), "infiniband", "AWS has no InfiniBand; use 'efa' for its RDMA fabric")
+    yield from _ipoib_rules(spec)
     if spec.network.fabric == "infiniband" and _minor(spec.kubernetes.version) < _minor(
         NETWORK_OPERATOR_MIN_KUBERNETES
     ):
@@ -1158,6 +1182,26 @@ def _platform_rules(spec: ClusterSpec):
         )
     yield from _certificate_rules(spec)
     yield from _network_rules(spec)
+
+
+def _ipoib_rules(spec: ClusterSpec):
+    ipoib, path = spec.network.ipoib, ("network", "ipoib")
+    if ipoib is None:
+        return
+    if spec.network.fabric != "infiniband":
+        yield Violation(path, "<section>", f"IPoIB needs fabric 'infiniband' (it is {spec.network.fabric!r})")
+        return
+    for name in ("pod_cidr", "service_cidr"):
+        cidr = getattr(spec.kubernetes, name)
+        if ipoib.subnet.overlaps(cidr):
+            yield Violation((*path, "subnet"), str(ipoib.subnet), f"overlaps kubernetes.{name} {cidr}")
+    nodes = sum(len(pool.hosts) or pool.scaling.max for pool in spec.node_pools)
+    if ipoib.subnet.num_addresses < ipoib.per_node_block_size * nodes:
+        yield Violation(
+            (*path, "subnet"),
+            str(ipoib.subnet),
+            f"too small for {nodes} nodes of {ipoib.per_node_block_size} addresses (per_node_block_size)",
+        )
 
 
 def _minor(version: str) -> int:

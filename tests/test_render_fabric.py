@@ -13,9 +13,11 @@ from gpucluster.render.fabric import (
     EFA_PLUGIN_VERSION,
     NETWORK_OPERATOR_VERSION,
     efa_device_plugin_release,
+    ipoib_networks,
     network_operator_release,
     nic_cluster_policy,
 )
+from gpucluster.render.nccl import multi_node_example, nccl_config_maps, nccl_test_example
 from gpucluster.spec import NETWORK_OPERATOR_NAMESPACE
 from gpucluster.stackfile import SpecError, parse_spec
 from gpucluster.validate import validate_output
@@ -159,3 +161,77 @@ def test_fabric_objects_pass_their_crds_and_chart_values(tmp_path):
             if c.subject in ("network-operator", "aws-efa-k8s-device-plugin") or "NicClusterPolicy" in c.subject
         ]
         assert fabric and all(c.status == "ok" for c in fabric), fabric
+
+
+# --- the IPoIB secondary network ---------------------------------------------------------------------------
+
+IPOIB = {"master": "ib0", "subnet": "10.200.0.0/16", "per_node_block_size": 32}
+
+
+def with_ipoib(**ipoib):
+    network = {**spec_of("onprem-dgx").network.model_dump(mode="json"), "ipoib": {**IPOIB, **ipoib}}
+    return spec_of("onprem-dgx", network=network)
+
+
+def test_ipoib_network_reaches_pods_on_infiniband_pools():
+    spec = with_ipoib()
+    plan = make_plan(spec)
+    [policy] = nic_cluster_policy(plan)
+    assert set(policy["spec"]["secondaryNetwork"]) == {"cniPlugins", "multus", "ipoib"}
+    assert policy["spec"]["nvIpam"]["enableWebhook"] is False
+    objects = {(o["kind"], o["metadata"]["name"]): o for o in ipoib_networks(plan)}
+    pool = objects[("IPPool", "ipoib")]
+    assert pool["metadata"]["namespace"] == NETWORK_OPERATOR_NAMESPACE
+    assert (pool["spec"]["subnet"], pool["spec"]["perNodeBlockSize"]) == ("10.200.0.0/16", 32)
+    assert (
+        pool["spec"]["nodeSelector"] == policy["spec"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
+    )
+    for namespace in ("ai-training", "ai-inference"):
+        network = objects[("IPoIBNetwork", f"ipoib-{namespace}")]["spec"]
+        assert network["networkNamespace"] == namespace and network["master"] == "ib0"
+        assert json.loads(network["ipam"]) == {"type": "nv-ipam", "poolName": "ipoib"}
+    # NCCL bootstraps on the pod's IPoIB interface, which the examples attach under that name.
+    for cm in nccl_config_maps(plan):
+        assert cm["data"]["NCCL_SOCKET_IFNAME"] == "net1"
+    for job in [o for o in [*nccl_test_example(plan), *multi_node_example(plan)] if o["kind"] == "Job"]:
+        namespace = job["metadata"]["namespace"]
+        annotation = job["spec"]["template"]["metadata"]["annotations"]["k8s.v1.cni.cncf.io/networks"]
+        assert json.loads(annotation) == [{"name": f"ipoib-{namespace}", "interface": "net1"}]
+
+
+def test_without_ipoib_pods_attach_no_network():
+    plan = make_plan(spec_of("onprem-dgx"))
+    assert ipoib_networks(plan) == []
+    assert "secondaryNetwork" not in nic_cluster_policy(plan)[0]["spec"]
+    for job in [o for o in [*nccl_test_example(plan), *multi_node_example(plan)] if o["kind"] == "Job"]:
+        assert "annotations" not in job["spec"]["template"]["metadata"]
+
+
+@pytest.mark.parametrize(
+    ("change", "path", "words"),
+    [
+        ({"fabric": "ethernet", "ib_hcas": []}, ("network", "ipoib"), "infiniband"),
+        ({"ipoib": {**IPOIB, "subnet": "10.244.128.0/17"}}, ("network", "ipoib", "subnet"), "pod_cidr"),
+        ({"ipoib": {**IPOIB, "subnet": "10.200.0.0/26"}}, ("network", "ipoib", "subnet"), "too small"),
+    ],
+)
+def test_ipoib_rules(load_raw, change, path, words):
+    raw = load_raw("onprem-dgx")
+    raw["network"] = {**raw["network"], "ipoib": IPOIB, **change}
+    with pytest.raises(SpecError) as caught:
+        parse_spec(raw, "test.yaml")
+    assert [p.path for p in caught.value.problems] == [path]
+    assert words in caught.value.problems[0].message
+
+
+@needs_reference
+def test_ipoib_objects_pass_their_crds_and_only_the_ip_pool_is_unchecked(tmp_path):
+    from gpucluster.output import write_tree
+
+    write_tree(render(with_ipoib()).files(), tmp_path)
+    report = validate_output(tmp_path, "1.33", REFERENCE / "crds", REFERENCE / "charts")
+    assert not report.failed, [c for c in report.checks if c.status == "fail"]
+    [unchecked] = report.unchecked
+    assert unchecked.subject == f"IPPool {NETWORK_OPERATOR_NAMESPACE}/ipoib", "nv-ipam's CRD is not in the reference"
+    checked = {c.subject: c.status for c in report.checks}
+    assert checked["IPoIBNetwork ipoib-ai-training"] == checked["NicClusterPolicy nic-cluster-policy"] == "ok"

@@ -55,6 +55,7 @@ def render(spec: ClusterSpec) -> Bundle:
         ],
         custom_resources={
             "10-network-operator": fabric.nic_cluster_policy(plan),
+            "15-ipoib": fabric.ipoib_networks(plan),
             "20-kueue": kueue.kueue_objects(plan),
             "30-karpenter": aws_nodes.karpenter_objects(plan),
         },

@@ -9,6 +9,8 @@
   The InfiniBand stack (MOFED/DOCA-OFED) is the host's, so the policy deploys no driver container, and node
   feature discovery is the GPU operator's (one NFD per cluster; the network operator's NodeFeatureRule
   labels the NVIDIA NICs through it).
+- Optionally (``network.ipoib``) an IPoIB secondary network in pods through Multus, with addresses from
+  nv-ipam, so NCCL's bootstrap and socket traffic cross InfiniBand too.
 """
 
 from __future__ import annotations
@@ -29,7 +31,10 @@ NETWORK_OPERATOR_REPOSITORY = "https://helm.ngc.nvidia.com/nvidia"
 # NVIDIA's staging registry, as the chart's own values pin them.
 NETWORK_OPERATOR_VERSION = "26.7.0-rc.1"
 NETWORK_OPERATOR_IMAGES = "nvcr.io/nvstaging/mellanox"
-RDMA_SHARED_DEVICE_PLUGIN_VERSION = f"network-operator-v{NETWORK_OPERATOR_VERSION}"
+OPERAND_VERSION = f"network-operator-v{NETWORK_OPERATOR_VERSION}"
+IPOIB_NETWORK = "ipoib"
+# The pod's IPoIB interface: the name Multus gives the first secondary network, set explicitly too.
+IPOIB_POD_INTERFACE = "net1"
 NIC_CLUSTER_POLICY = "nic-cluster-policy"
 MELLANOX_VENDOR_ID = "15b3"
 # Pods that may share one node's HCAs through the RDMA shared device plugin.
@@ -121,10 +126,59 @@ def nic_cluster_policy(plan: Plan) -> list[dict]:
         "nodeAffinity": _on_pools(pools),
         "tolerations": pool_tolerations(pools),
         "rdmaSharedDevicePlugin": {
-            "image": "k8s-rdma-shared-dev-plugin",
-            "repository": NETWORK_OPERATOR_IMAGES,
-            "version": RDMA_SHARED_DEVICE_PLUGIN_VERSION,
+            **_image("k8s-rdma-shared-dev-plugin"),
             "config": json.dumps(rdma_device_plugin_config(plan), indent=2) + "\n",
         },
     }
+    if plan.spec.network.ipoib is not None:
+        spec["secondaryNetwork"] = {
+            "cniPlugins": _image("plugins"),
+            "multus": _image("multus-cni"),
+            "ipoib": _image("ipoib-cni"),
+        }
+        spec["nvIpam"] = {**_image("nvidia-k8s-ipam"), "enableWebhook": False}
     return [k8s_object("mellanox.com/v1alpha1", "NicClusterPolicy", NIC_CLUSTER_POLICY, spec=spec)]
+
+
+def _image(name: str) -> dict[str, str]:
+    """An operand image as the NicClusterPolicy names it: the chart's registry and release tag."""
+    return {"image": name, "repository": NETWORK_OPERATOR_IMAGES, "version": OPERAND_VERSION}
+
+
+def ipoib_network_name(namespace: str) -> str:
+    return f"{IPOIB_NETWORK}-{namespace}"
+
+
+def ipoib_networks(plan: Plan) -> list[dict]:
+    """With ``network.ipoib``: nv-ipam's address pool on the InfiniBand pools, and an IPoIBNetwork per workload
+    namespace that may use them (the operator makes it a NetworkAttachmentDefinition of the same name there).
+
+    Pods attach it with the ``k8s.v1.cni.cncf.io/networks`` annotation (``ipoib_annotation``). The IPPool's CRD
+    comes from the operator once it deploys nv-ipam, not from the chart: apply it after the policy is ready.
+    """
+    ipoib = plan.spec.network.ipoib
+    pools = _pools(plan, "infiniband")
+    if ipoib is None or not pools:
+        return []
+    pool_spec = {
+        "subnet": str(ipoib.subnet),
+        "perNodeBlockSize": ipoib.per_node_block_size,
+        "nodeSelector": _on_pools(pools)["requiredDuringSchedulingIgnoredDuringExecution"],
+    }
+    objects = [
+        k8s_object("nv-ipam.nvidia.com/v1alpha1", "IPPool", IPOIB_NETWORK, NETWORK_OPERATOR_NAMESPACE, spec=pool_spec)
+    ]
+    ipam = json.dumps({"type": "nv-ipam", "poolName": IPOIB_NETWORK})
+    for namespace in plan.workload_namespaces:
+        if any(pool.fabric == "infiniband" for pool in plan.pools_for_namespace(namespace)):
+            spec = {"networkNamespace": namespace, "master": ipoib.master, "ipam": ipam}
+            objects.append(
+                k8s_object("mellanox.com/v1alpha1", "IPoIBNetwork", ipoib_network_name(namespace), spec=spec)
+            )
+    return objects
+
+
+def ipoib_annotation(namespace: str) -> dict[str, str]:
+    """The pod annotation attaching the namespace's IPoIB network as ``IPOIB_POD_INTERFACE``."""
+    network = [{"name": ipoib_network_name(namespace), "interface": IPOIB_POD_INTERFACE}]
+    return {"k8s.v1.cni.cncf.io/networks": json.dumps(network)}

@@ -17,6 +17,7 @@ from importlib import resources
 
 from gpucluster.catalog import catalog
 from gpucluster.plan import POOL_LABEL, Plan, PoolPlan, ib_settings
+from gpucluster.render.fabric import IPOIB_POD_INTERFACE, ipoib_annotation
 from gpucluster.render.k8s import config_map, k8s_object
 from gpucluster.spec import Taint
 
@@ -58,13 +59,14 @@ def nccl_env(plan: Plan, pool: PoolPlan) -> dict[str, str]:
 
     - ethernet: TCP sockets on the pod's interface, InfiniBand verbs off.
     - infiniband: verbs on the spec's HCAs, matched exactly; NCCL picks the GPUDirect RDMA level from the PCI
-      topology itself. Bootstrap traffic goes over the pod's interface.
+      topology itself. Bootstrap traffic goes over the pod's interface, or its IPoIB interface with
+      ``network.ipoib`` (the pod must attach the network: ``pod_metadata``).
     - efa: libfabric's EFA provider through the aws-ofi-nccl plugin (the image must carry both; with
       ``NCCL_DEBUG=INFO`` the log shows ``NET/OFI`` rather than ``NET/Socket``). ``FI_EFA_USE_DEVICE_RDMA=1``
       only when the pool's instance types support RDMA to GPU memory (p4d, p5): forced on EFA instances
       without it (g5, g6) libfabric aborts.
     """
-    env = {"NCCL_DEBUG": "WARN", "NCCL_SOCKET_IFNAME": POD_SOCKET_IFNAME}
+    env = {"NCCL_DEBUG": "WARN", "NCCL_SOCKET_IFNAME": _socket_ifname(plan, pool)}
     if pool.fabric == "efa":
         env["FI_PROVIDER"] = "efa"
         types = catalog().instance_types
@@ -73,6 +75,21 @@ def nccl_env(plan: Plan, pool: PoolPlan) -> dict[str, str]:
     else:
         env.update(ib_settings(plan.spec.network, pool.fabric))
     return dict(sorted(env.items()))
+
+
+def _socket_ifname(plan: Plan, pool: PoolPlan) -> str:
+    """The pod's IPoIB interface on InfiniBand pools with ``network.ipoib``, else the pod network's."""
+    if pool.fabric == "infiniband" and plan.spec.network.ipoib is not None:
+        return IPOIB_POD_INTERFACE
+    return POD_SOCKET_IFNAME
+
+
+def pod_metadata(plan: Plan, pool: PoolPlan, namespace: str, labels: dict[str, str]) -> dict:
+    """A pod template's metadata; on InfiniBand pools with ``network.ipoib`` it attaches the IPoIB network,
+    which the pool's NCCL_SOCKET_IFNAME names."""
+    if _socket_ifname(plan, pool) == IPOIB_POD_INTERFACE:
+        return {"labels": labels, "annotations": ipoib_annotation(namespace)}
+    return {"labels": labels}
 
 
 def nccl_config_maps(plan: Plan) -> list[dict]:
@@ -139,7 +156,7 @@ def nccl_test_example(plan: Plan) -> list[dict]:
     command = ["all_reduce_perf", "-b", "8", "-e", "1G", "-f", "2", "-g", str(pool.gpus_per_node)]
     labels = {"app.kubernetes.io/name": NCCL_TEST_NAME}
     pod_spec = _pool_pod_spec(plan, pool, _nccl_container(plan, pool, "all-reduce", command))
-    spec = {"backoffLimit": 0, "template": {"metadata": {"labels": labels}, "spec": pod_spec}}
+    spec = {"backoffLimit": 0, "template": {"metadata": pod_metadata(plan, pool, namespace, labels), "spec": pod_spec}}
     return [k8s_object("batch/v1", "Job", NCCL_TEST_NAME, namespace, labels, spec=spec)]
 
 
@@ -250,7 +267,7 @@ def _multi_node_job(plan: Plan, pool: PoolPlan, namespace: str) -> list[dict]:
         "completions": nodes,
         "parallelism": nodes,
         "backoffLimit": 0,
-        "template": {"metadata": {"labels": labels}, "spec": pod_spec},
+        "template": {"metadata": pod_metadata(plan, pool, namespace, labels), "spec": pod_spec},
     }
     return [
         k8s_object("v1", "Service", name, namespace, labels, spec=service),
