@@ -386,3 +386,12 @@ def test_multi_node_job_names_leave_room_for_the_pod_index():
     [pool] = [p for p in make_plan(ClusterSpec.model_validate(raw)).pools if p.name == "p" * 60]
     name = multi_node_job_name(pool)
     assert len(f"{name}-{example_nodes(pool) - 1}") <= 63 and name.startswith("allreduce-ppp")
+
+
+def test_multi_node_job_goes_through_the_tenants_kueue_queue():
+    # Kueue admits all of an Indexed Job's pods at once: no node held while the others wait.
+    assert spec_of("onprem-dgx").tenancy.mode == "kueue"
+    job = multi_node("onprem-dgx")[("Job", "allreduce-dgx-train")]
+    assert job["metadata"]["labels"]["kueue.x-k8s.io/queue-name"] == "default"
+    job = multi_node("eks-h100")[("Job", "allreduce-h100-efa")]
+    assert "kueue.x-k8s.io/queue-name" not in job["metadata"]["labels"]

@@ -19,6 +19,7 @@ from gpucluster.catalog import catalog
 from gpucluster.plan import POOL_LABEL, Plan, PoolPlan, ib_settings
 from gpucluster.render.fabric import IPOIB_POD_INTERFACE, ipoib_annotation
 from gpucluster.render.k8s import config_map, k8s_object
+from gpucluster.render.kueue import LOCAL_QUEUE
 from gpucluster.spec import Taint
 
 NCCL_ENV_PREFIX = "nccl-env"
@@ -29,6 +30,7 @@ BENCHMARK_SCRIPT = "allreduce_bench.py"
 BENCHMARK_CONFIG_MAP = "allreduce-bench"
 BENCHMARK_MOUNT = "/opt/allreduce-bench"
 RENDEZVOUS_PORT = 29500  # torchrun's default master port
+QUEUE_NAME_LABEL = "kueue.x-k8s.io/queue-name"
 # NVIDIA's PyTorch container ships the nccl-tests binaries (all_reduce_perf, ...) on its PATH. CUDA 12.9
 # runs on driver branch 575 and newer, the oldest a reference stack pins.
 NCCL_TEST_IMAGE = "nvcr.io/nvidia/pytorch:25.06-py3"
@@ -271,8 +273,16 @@ def _multi_node_job(plan: Plan, pool: PoolPlan, namespace: str) -> list[dict]:
     }
     return [
         k8s_object("v1", "Service", name, namespace, labels, spec=service),
-        k8s_object("batch/v1", "Job", name, namespace, labels, spec=job),
+        k8s_object("batch/v1", "Job", name, namespace, {**labels, **_queue_label(plan, namespace)}, spec=job),
     ]
+
+
+def _queue_label(plan: Plan, namespace: str) -> dict[str, str]:
+    """With Kueue, the tenant's LocalQueue: Kueue then admits the Job's pods together or not at all, so a
+    multi-node run never holds some nodes while waiting for the rest."""
+    if plan.spec.tenancy.mode == "kueue" and any(t.ns == namespace for t in plan.spec.tenants):
+        return {QUEUE_NAME_LABEL: LOCAL_QUEUE}
+    return {}
 
 
 # --- the fabric request guards ----------------------------------------------------------------------
