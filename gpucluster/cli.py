@@ -1,22 +1,66 @@
 """The ``gpucluster`` command line: thin commands that call library functions and print with rich.
 
-Exit codes: 0 ok, 1 validation failures found, 2 bad input or usage. Heavy modules (the spec models,
-renderers, validators) are imported inside the commands so that ``--help`` stays fast.
+Exit codes: 0 ok, 1 validation failures found, 2 bad input or usage (or standard output cannot be
+written, e.g. a full disk). When the reader of standard output has gone (``gpucluster validate | head -1``)
+the program ends quietly as Unix tools do, killed by SIGPIPE (status 141 in the shell). Heavy modules (the
+spec models, renderers, validators) are imported inside the commands so that ``--help`` stays fast.
 """
 
 from __future__ import annotations
 
+import errno
 import os
+import signal
 import sys
 import tempfile
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
 from rich.table import Column, Table
+from typer.core import TyperGroup
+
+# Write errors without a file name that a command can only have met on standard output.
+_OUTPUT_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO}
+
+
+class _Commands(TyperGroup):
+    """Runs a command and flushes its output, so that a closed pipe or a full disk is handled here.
+
+    (click itself turns a closed pipe into exit 1, which reads as "validation failed".)
+    """
+
+    def invoke(self, ctx: Any) -> Any:  # typer's vendored click Context
+        try:
+            try:
+                return super().invoke(ctx)
+            finally:
+                sys.stdout.flush()
+        except BrokenPipeError:
+            _end_by_sigpipe()
+        except OSError as error:
+            if error.filename is not None or error.errno not in _OUTPUT_ERRORS:
+                raise
+            _discard_stdout()
+            err.print(f"error: cannot write to standard output: {error.strerror}", style="red", highlight=False)
+            raise typer.Exit(EXIT_BAD_INPUT) from None
+
+
+def _discard_stdout() -> None:
+    """Point standard output at /dev/null, so the interpreter's last flush of what is left does not fail too."""
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+
+
+def _end_by_sigpipe() -> NoReturn:
+    _discard_stdout()
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+    os.kill(os.getpid(), signal.SIGPIPE)
+    raise SystemExit(128 + signal.SIGPIPE)  # as the shell reports a process ended by SIGPIPE
+
 
 app = typer.Typer(
+    cls=_Commands,
     name="gpucluster",
     help="GPU clusters from one typed spec per environment: render and validate what a stack needs.",
     no_args_is_help=True,
@@ -24,7 +68,14 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     rich_markup_mode=None,  # plain click help: typer's rich help formatter costs ~150 ms of imports
 )
-out = Console()
+
+
+class _Output(Console):
+    def on_broken_pipe(self) -> None:  # rich's own handling exits 1
+        _end_by_sigpipe()
+
+
+out = _Output()
 err = Console(stderr=True)
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
@@ -141,14 +192,18 @@ def validate(
             err.print(f"error: {option} {directory}: not a directory", style="red", highlight=False)
             raise typer.Exit(EXIT_BAD_INPUT)
     loaded = _load(stack, stacks_dir)
-    from gpucluster.validate import validate_output
+    from gpucluster.validate import ReferenceDataError, validate_output
 
     with tempfile.TemporaryDirectory(prefix="gpucluster-validate-") as scratch:
         rendered = Path(scratch) / "output"
         _write(_render_files(loaded.spec), rendered)
         try:
             report = validate_output(rendered, loaded.spec.kubernetes.version, crds, chart_values)
-        except ValueError as error:  # an unreadable CRD file
+        except ReferenceDataError as error:
+            for problem in error.problems:
+                err.print(f"error: {problem}", style="red", highlight=False, markup=False, soft_wrap=True)
+            raise typer.Exit(EXIT_BAD_INPUT) from None
+        except ValueError as error:  # a Kubernetes version kubernetes-validate has no schemas for
             err.print(f"error: {error}", style="red", highlight=False, markup=False)
             raise typer.Exit(EXIT_BAD_INPUT) from None
     styles = {"ok": "green", "fail": "bold red", "unchecked": "yellow"}

@@ -44,6 +44,8 @@ MAX_ERRORS_PER_OBJECT = 10
 MAX_MESSAGE_CHARS = 200
 
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+# CRD schemas are OpenAPI 3.0 schema objects, whose JSON Schema base is draft 4 (boolean exclusiveMaximum, ...).
+_OPENAPI_SCHEMA_CHECK = jsonschema.Draft4Validator(jsonschema.Draft4Validator.META_SCHEMA)
 # A key in a commented-out line of a chart's values file, e.g. "  # config:" or "    #   name: x".
 _COMMENTED_KEY = re.compile(r"^\s*#\s*(?P<key>[\w./-]+|\"[^\"]*\"|'[^']*'):(?:\s|$)")
 
@@ -74,6 +76,15 @@ class Report:
         return tuple(c for c in self.checks if c.status == "unchecked")
 
 
+class ReferenceDataError(ValueError):
+    """Reference data (CRDs, chart values) that cannot be used to check anything: one problem per line, each
+    naming its file."""
+
+    def __init__(self, problems: list[str]):
+        self.problems = problems
+        super().__init__("\n".join(problems))
+
+
 def validate_output(
     out_dir: Path,
     kubernetes_version: str,
@@ -83,8 +94,8 @@ def validate_output(
     """Check every object and every Helm release in a rendered output directory.
 
     ``kubernetes_version`` is a minor version such as "1.33". Raises ``ValueError`` when kubernetes-validate
-    has no schemas for it or a file in ``crds_dir`` is not valid YAML, ``NotADirectoryError`` when
-    ``out_dir`` or ``crds_dir`` is not a directory.
+    has no schemas for it, ``ReferenceDataError`` (every problem) when a CRD file or a chart's values file in
+    use is malformed, ``NotADirectoryError`` when ``out_dir`` or ``crds_dir`` is not a directory.
     """
     out_dir = Path(out_dir)
     if not out_dir.is_dir():
@@ -95,6 +106,9 @@ def validate_output(
         if not Path(crds_dir).is_dir():
             raise NotADirectoryError(f"CRD directory {crds_dir} is not a directory")
         crds = _crd_index(Path(crds_dir).resolve(), _stamp(Path(crds_dir)))
+    problems = [*(crds.problems if crds else []), *_chart_values_problems(out_dir, chart_values_dir)]
+    if problems:
+        raise ReferenceDataError(problems)
     checks: list[Check] = []
     objects: list[dict] = []
     custom: list[tuple[str, dict]] = []  # (file, object) of every custom resource
@@ -273,25 +287,68 @@ def _kubernetes_schemas(version: str) -> _KubernetesSchemas:
 
 
 class _CrdIndex:
-    """The CRDs in a directory, by (group, kind, version), with strict validators built on first use."""
+    """The CRDs in a directory, by (group, kind, version), with strict validators built on first use.
+
+    ``problems`` lists what makes a file or a CRD in it unusable (not YAML, no ``spec.versions``, a schema
+    that is not a valid JSON Schema, ...), each naming the file.
+    """
 
     def __init__(self, directory: Path):
         self.directory = directory
+        self.problems: list[str] = []
         self._schemas: dict[tuple[str, str, str], dict] = {}
         self._validators: dict[tuple[str, str, str, str], jsonschema.protocols.Validator] = {}
         for path in sorted(directory.glob("*.y*ml")):
-            try:
-                documents = list(yaml.load_all(path.read_text(), Loader=_Loader))
-            except yaml.YAMLError as e:
-                raise ValueError(f"{path}: {_yaml_problem(e)}") from e
-            for crd in documents:
-                if not isinstance(crd, dict) or crd.get("kind") != "CustomResourceDefinition":
-                    continue
-                spec = crd["spec"]
-                for version in spec.get("versions", []):
-                    schema = (version.get("schema") or {}).get("openAPIV3Schema")
-                    if schema:
-                        self._schemas[(spec["group"], spec["names"]["kind"], version["name"])] = schema
+            self.problems.extend(f"{path}: {problem}" for problem in self._add_file(path))
+
+    def _add_file(self, path: Path) -> list[str]:
+        """Index the CRDs of one file; return its problems."""
+        if not path.is_file():
+            return ["not a regular file"]
+        try:
+            documents = list(yaml.load_all(path.read_text(encoding="utf-8"), Loader=_Loader))
+        except OSError as e:
+            return [f"cannot read: {e.strerror}"]
+        except UnicodeDecodeError as e:
+            return [f"not UTF-8 text (byte {e.start})"]
+        except yaml.YAMLError as e:
+            return [_yaml_problem(e)]
+        problems: list[str] = []
+        for number, crd in enumerate(documents, 1):
+            if isinstance(crd, dict) and crd.get("kind") == "CustomResourceDefinition":
+                metadata = crd.get("metadata")
+                name = metadata.get("name") if isinstance(metadata, dict) else None
+                problems.extend(f"CRD {name or f'in document {number}'}: {p}" for p in self._add_crd(crd))
+        return problems
+
+    def _add_crd(self, crd: dict) -> list[str]:
+        """Index one CRD's versions; return what is wrong with it."""
+        spec = crd.get("spec")
+        if not isinstance(spec, dict):
+            return ["no 'spec' mapping"]
+        names = spec.get("names")
+        group, kind = spec.get("group"), names.get("kind") if isinstance(names, dict) else None
+        if not isinstance(group, str) or not isinstance(kind, str):
+            return ["needs spec.group and spec.names.kind"]
+        versions = spec.get("versions")
+        if not isinstance(versions, list) or not versions:
+            return ["spec.versions lists no versions"]
+        problems = []
+        for index, version in enumerate(versions):
+            name = version.get("name") if isinstance(version, dict) else None
+            schema = version.get("schema") if isinstance(version, dict) else None
+            schema = schema.get("openAPIV3Schema") if isinstance(schema, dict) else None
+            where = f"spec.versions[{index}]" + (f" ({name})" if isinstance(name, str) else "")
+            if not isinstance(name, str):
+                problems.append(f"{where}: no name")
+            elif not isinstance(schema, dict):
+                problems.append(f"{where}: no schema.openAPIV3Schema")
+            elif error := jsonschema.exceptions.best_match(_OPENAPI_SCHEMA_CHECK.iter_errors(schema)):
+                at = _dotted(error.absolute_path) or "(root)"
+                problems.append(f"{where}: invalid openAPIV3Schema at {at}: {_shorten(error.message)}")
+            else:
+                self._schemas[(group, kind, name)] = schema
+        return problems
 
     def pruned_nulls(self, group: str, kind: str, version: str, obj: dict) -> dict:
         """The object as the API server validates it: null values of fields not marked ``nullable`` dropped
@@ -464,6 +521,37 @@ def _lookup(values: dict, dotted: str, default: Any) -> Any:
 # --- Helm values ------------------------------------------------------------------------------------------
 
 
+def _chart_values_problems(out_dir: Path, chart_values_dir: Path | None) -> list[str]:
+    """What is wrong with the default values files of the charts the output installs."""
+    if chart_values_dir is None:
+        return []
+    problems = []
+    for chart in sorted(_charts_in(out_dir)):
+        defaults_file = Path(chart_values_dir) / f"{chart}.values.yaml"
+        if not defaults_file.exists():
+            continue  # reported as unchecked
+        if not defaults_file.is_file():
+            problems.append(f"{defaults_file}: not a regular file")
+            continue
+        try:
+            _chart_defaults(defaults_file.resolve(), defaults_file.stat().st_mtime_ns)
+        except ReferenceDataError as error:
+            problems.extend(error.problems)
+    return problems
+
+
+def _charts_in(out_dir: Path) -> set[str]:
+    """The charts helm/releases.yaml installs (none when it is missing or malformed: checked on its own)."""
+    try:
+        content = yaml.load((out_dir / RELEASES_FILE).read_text(), Loader=_Loader)
+    except (OSError, yaml.YAMLError):
+        return set()
+    releases = content.get("releases") if isinstance(content, dict) else None
+    if not isinstance(releases, list):
+        return set()
+    return {r["chart"] for r in releases if isinstance(r, dict) and isinstance(r.get("chart"), str)}
+
+
 def _check_releases(out_dir: Path, chart_values_dir: Path | None) -> list[Check]:
     index = out_dir / RELEASES_FILE
     if not index.exists():
@@ -516,9 +604,23 @@ class _ChartDefaults:
     the parent's child depth (e.g. gpu-operator's ``# config:`` under ``dcgmExporter``).
     """
 
-    def __init__(self, text: str):
+    def __init__(self, path: Path):
+        """Read a chart's values file; raise ``ReferenceDataError`` when it holds no mapping of values."""
+        try:
+            text = path.read_text(encoding="utf-8")
+            root = yaml.compose(text, Loader=_Loader)
+        except OSError as e:
+            raise ReferenceDataError([f"{path}: cannot read: {e.strerror}"]) from None
+        except UnicodeDecodeError as e:
+            raise ReferenceDataError([f"{path}: not UTF-8 text (byte {e.start})"]) from None
+        except yaml.YAMLError as e:  # several documents included
+            raise ReferenceDataError([f"{path}: {_yaml_problem(e)}"]) from None
+        if not isinstance(root, yaml.MappingNode) or not root.value:
+            held = "nothing" if root is None else "an empty mapping" if isinstance(root, yaml.MappingNode) else None
+            held = held or ("a list" if isinstance(root, yaml.SequenceNode) else "a scalar")
+            raise ReferenceDataError([f"{path}: holds {held}, not the chart's mapping of default values"])
+        self.root = root
         self.lines = text.splitlines()
-        self.root = yaml.compose(text, Loader=_Loader) or yaml.MappingNode("tag:yaml.org,2002:map", [])
         self.commented: dict[int, tuple[int, str]] = {}  # line -> (column of the key, key)
         for number, line in enumerate(self.lines):
             if match := _COMMENTED_KEY.match(line):
@@ -526,8 +628,7 @@ class _ChartDefaults:
 
     def problems(self, values: dict) -> list[str]:
         problems: list[str] = []
-        if isinstance(self.root, yaml.MappingNode):
-            self._check_mapping(values, self.root, -1, len(self.lines), "", problems)
+        self._check_mapping(values, self.root, -1, len(self.lines), "", problems)
         return problems
 
     def _check_mapping(
@@ -620,7 +721,7 @@ def _shape(value: Any) -> str:
 
 @lru_cache(maxsize=32)
 def _chart_defaults(path: Path, mtime_ns: int) -> _ChartDefaults:
-    return _ChartDefaults(path.read_text())
+    return _ChartDefaults(path)
 
 
 def _yaml_problem(error: yaml.YAMLError) -> str:
