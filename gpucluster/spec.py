@@ -916,10 +916,44 @@ class MonitoringSpec(SpecModel):
     guardian: GuardianSpec = Field(GuardianSpec(), description="The thermal guardian on GPU nodes.")
 
 
-class AutoscalingSpec(SpecModel):
-    gpu_utilization_target: int | None = Field(
-        None, ge=1, le=100, description="HPA target on DCGM_FI_DEV_GPU_UTIL, percent."
+class GpuWorkload(SpecModel):
+    """A GPU Deployment gpucluster renders and scales on its GPUs' utilisation (seed 004's inference service)."""
+
+    name: DnsLabel = Field(description="Deployment, Service and autoscaler name.")
+    namespace: DnsLabel = Field(description="A workload namespace: a tenant's (or 'default' without tenants).")
+    pool: DnsLabel = Field(description="The node pool it runs on (one of the namespace's tenant's pools).")
+    image: str = Field(
+        pattern=r"^[a-z0-9]+([._/:-][a-zA-Z0-9_.-]+)*(:[A-Za-z0-9_.-]+|@sha256:[0-9a-f]{64})$",
+        description="Container image, pinned by tag or digest.",
     )
+    port: int = Field(8000, ge=1, le=65535, description="Port the container serves on (HTTP).")
+    health_path: str = Field("/", pattern=r"^/[^\s]*$", description="HTTP path of its readiness probe.")
+    gpus_per_replica: int = Field(1, ge=1, le=16, description="nvidia.com/gpu each replica requests.")
+    cpu: Quantity = Field("2", description="CPU request (and limit) of a replica.")
+    memory: Quantity = Field("8Gi", description="Memory request (and limit) of a replica.")
+    min_replicas: int = Field(1, ge=1, le=1000, description="Fewest replicas.")
+    max_replicas: int = Field(4, ge=1, le=1000, description="Most replicas.")
+    target_utilization: int | None = Field(
+        None, ge=1, le=100, description="Average GPU utilisation to hold (%); default: gpu_utilization_target."
+    )
+    ingress_host: str | None = Field(
+        None,
+        max_length=253,
+        pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)+$",
+        description="Host name the ingress controller routes to it (seed 004: ALB -> NGINX -> these pods).",
+    )
+
+
+class AutoscalingSpec(SpecModel):
+    gpu_utilization_target: int = Field(
+        80, ge=1, le=100, description="Default target of the workloads' GPU utilisation (DCGM_FI_DEV_GPU_UTIL), %."
+    )
+    method: Literal["hpa", "keda"] = Field(
+        "hpa",
+        description="hpa: HorizontalPodAutoscalers on a custom metric served by prometheus-adapter; keda: KEDA "
+        "ScaledObjects with a Prometheus trigger.",
+    )
+    workloads: list[GpuWorkload] = Field(default_factory=list, description="GPU Deployments to render and scale.")
     node_autoscaler: Literal["none", "cluster-autoscaler", "karpenter"] = Field(
         "none",
         description="Scale AWS GPU pools between scaling.min and max: cluster-autoscaler resizes their node "
@@ -1099,9 +1133,9 @@ def _rule_violations(spec: ClusterSpec):
     yield from _backup_rules(spec)
     yield from _guardian_rules(spec)
     yield from _gpu_stack_rules(spec)
-
     yield from _aws_rules(spec)
     yield from _monitoring_rules(spec)
+    yield from _autoscaling_rules(spec)
 
 
 def _gpu_stack_rules(spec: ClusterSpec):
@@ -1866,3 +1900,56 @@ def takes_system_pods(spec: ClusterSpec) -> tuple[bool, ...]:
 
 def _repels(taint: Taint) -> bool:
     return taint.effect in ("NoSchedule", "NoExecute")
+
+
+def whole_gpus_per_node(pool: NodePool) -> int:
+    """GPUs in the pool's largest machine (the preferred instance type's on AWS)."""
+    types = catalog().instance_types
+    if pool.instance_types:
+        first = types.get(pool.instance_types[0])
+        return first.gpus if first else 0
+    per_host = [sum(g.count for g in (host.gpus or ([pool.gpu] if pool.gpu else []))) for host in pool.hosts]
+    return max(per_host, default=0)
+
+
+def _autoscaling_rules(spec: ClusterSpec):
+    workloads = spec.autoscaling.workloads
+    tenants = {tenant.ns: tenant for tenant in spec.tenants}
+    namespaces = list(tenants) or ["default"]
+    pools = {pool.name: pool for pool in spec.node_pools}
+    seen: set[tuple[str, str]] = set()
+    for index, workload in enumerate(workloads):
+        path = ("autoscaling", "workloads", index)
+        if (workload.namespace, workload.name) in seen:
+            yield Violation((*path, "name"), workload.name, f"a second workload of that name in {workload.namespace}")
+        seen.add((workload.namespace, workload.name))
+        if workload.namespace not in namespaces:
+            message = f"not a workload namespace; one of {', '.join(namespaces)}"
+            yield Violation((*path, "namespace"), workload.namespace, message)
+        pool = pools.get(workload.pool)
+        tenant = tenants.get(workload.namespace)
+        if pool is None:
+            yield Violation((*path, "pool"), workload.pool, f"no such pool; pools: {', '.join(pools)}")
+        elif tenant is not None and tenant.pools is not None and pool.name not in tenant.pools:
+            message = f"tenant {tenant.name} may use only {', '.join(tenant.pools)}"
+            yield Violation((*path, "pool"), workload.pool, message)
+        elif pool.sharing.mode != "none":
+            message = (
+                f"pool {pool.name} shares its GPUs ({pool.sharing.mode}); scale whole GPUs on a pool without sharing"
+            )
+            yield Violation((*path, "pool"), workload.pool, message)
+        elif workload.gpus_per_replica > whole_gpus_per_node(pool):
+            message = f"pool {pool.name}'s nodes have {whole_gpus_per_node(pool)} GPUs; a replica must fit on one"
+            yield Violation((*path, "gpus_per_replica"), workload.gpus_per_replica, message)
+        if workload.image.endswith(":latest"):
+            yield Violation((*path, "image"), workload.image, "pin a version tag or digest; 'latest' drifts")
+        if workload.min_replicas > workload.max_replicas:
+            yield Violation(
+                (*path, "min_replicas"), workload.min_replicas, f"above max_replicas {workload.max_replicas}"
+            )
+        if workload.ingress_host and spec.ingress.controller == "none":
+            message = "no ingress controller routes it: set ingress.controller or drop ingress_host"
+            yield Violation((*path, "ingress_host"), workload.ingress_host, message)
+    if workloads and not spec.monitoring.enabled:
+        message = "GPU autoscaling reads DCGM metrics from the monitoring stack; enable monitoring"
+        yield Violation(("autoscaling", "workloads"), "<list>", message)

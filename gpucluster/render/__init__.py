@@ -10,6 +10,7 @@ from gpucluster.onprem import inventory as onprem  # a module: onprem.inventory 
 from gpucluster.plan import make_plan
 from gpucluster.render import (
     admission,
+    autoscaling,
     aws_nodes,
     backups,
     fabric,
@@ -42,6 +43,7 @@ def render(spec: ClusterSpec) -> Bundle:
             "70-backups": backups.etcd_snapshot_objects(plan),
             "75-dashboards": monitoring.monitoring_objects(plan),
             "80-guardian": guardian.guardian_objects(plan),
+            "90-workloads": autoscaling.workload_objects(plan),
         },
         releases=[
             gpu.operator_release(plan),
@@ -52,12 +54,14 @@ def render(spec: ClusterSpec) -> Bundle:
             *kueue.kueue_release(plan),
             *aws_nodes.node_releases(plan),
             *monitoring.monitoring_releases(plan),
+            *autoscaling.autoscaling_releases(plan),
         ],
         custom_resources={
             "10-network-operator": fabric.nic_cluster_policy(plan),
             "15-ipoib": fabric.ipoib_networks(plan),
             "20-kueue": kueue.kueue_objects(plan),
             "30-karpenter": aws_nodes.karpenter_objects(plan),
+            "40-autoscaling": autoscaling.scaled_objects(plan),
         },
         examples={"nccl-test": nccl.nccl_test_example(plan), "nccl-multi-node": nccl.multi_node_example(plan)},
         ansible={onprem.INVENTORY_FILE: onprem.HEADER + to_yaml(onprem.inventory(plan))}

@@ -12,6 +12,8 @@ from gpucluster.spec import (
     VELERO_NAMESPACE,
 )
 
+KEDA_NAMESPACE = "keda"
+
 TENANT_LABEL = "gpucluster.io/tenant"
 
 
@@ -40,5 +42,8 @@ def namespaces(plan: Plan) -> list[dict]:
     if any(pool.fabric == "infiniband" for pool in plan.pools):
         # The network operator's device plugin DaemonSets mount host paths.
         objects.append(_namespace(NETWORK_OPERATOR_NAMESPACE, "privileged"))
+    autoscaling = plan.spec.autoscaling
+    if autoscaling.workloads and autoscaling.method == "keda":
+        objects.append(_namespace(KEDA_NAMESPACE, "restricted"))
     objects += [_namespace(t.ns, "baseline", {TENANT_LABEL: t.name}) for t in plan.spec.tenants]
     return objects
