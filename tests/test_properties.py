@@ -95,6 +95,7 @@ def test_tenant_in_a_system_namespace_is_refused(load_raw, namespace):
     """A tenant's default-deny policies and quotas must never land in gpu-operator, kube-system, ..."""
     raw = load_raw("eks-t4")  # ingress nginx, one tenant
     raw["tenants"][0]["namespace"] = namespace
+    raw["autoscaling"]["workloads"] = []  # they name the tenant's namespace too
     with pytest.raises(SpecError) as caught:
         parse_spec(raw, "test.yaml")
     assert [p.path for p in caught.value.problems] == [("tenants", 0, "namespace")]

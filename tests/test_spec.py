@@ -191,7 +191,11 @@ RULES = [
     pytest.param(
         Rule(
             "eks-t4",
-            valid={(*P0, "sharing"): MIG_SINGLE_1G5, (*P0, "instance_types"): ["p4d.24xlarge"]},
+            valid={
+                (*P0, "sharing"): MIG_SINGLE_1G5,
+                (*P0, "instance_types"): ["p4d.24xlarge"],
+                ("autoscaling", "workloads"): [],  # whole-GPU workloads do not scale on MIG slices
+            },
             breaking={(*P0, "instance_types"): ["g4dn.xlarge"]},
             path=(*P0, "sharing", "mode"),
             fragments=("T4", "A100-40GB", "H100-80GB"),
@@ -923,6 +927,7 @@ RULES = [
                 ("ingress", "controller"): "none",
                 ("ingress", "load_balancer"): "service",
                 ("ingress", "certificate_arn"): DELETE,
+                ("autoscaling", "workloads"): [],  # its workload has an ingress host
             },
             breaking={("ingress", "load_balancer"): "nlb"},
             path=("ingress", "load_balancer"),
