@@ -469,6 +469,79 @@ def preview(
     )
 
 
+@app.command()
+def provision(
+    stack: StackOption,
+    check: Annotated[
+        bool, typer.Option("--check", help="Dry run: report what would change (ansible --check --diff).")
+    ] = False,
+    limit: Annotated[str | None, typer.Option("--limit", help="Only these hosts or groups (Ansible pattern).")] = None,
+    tags: Annotated[str | None, typer.Option("--tags", help="Only these layers, e.g. runtime,toolkit.")] = None,
+    addresses: Annotated[
+        Path | None, typer.Option("--addresses", help="YAML/JSON of machine name -> address (hybrid: Pulumi's output).")
+    ] = None,
+    stacks_dir: StacksDirOption = None,
+) -> None:
+    """Converge the stack's machines with ansible/site.yml through ansible-runner, showing live progress.
+
+    Exit 0 when every host converged, 1 when a host failed or was unreachable, 2 on bad input.
+    """
+    loaded = _load(stack, stacks_dir)
+    import yaml
+    from rich.live import Live
+
+    from gpucluster.onprem.provision import Progress, ProvisionError
+    from gpucluster.onprem.provision import provision as run_provision
+    from gpucluster.plan import make_plan
+
+    machine_addresses = None
+    if addresses is not None:
+        try:
+            machine_addresses = yaml.safe_load(addresses.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
+            err.print(f"error: --addresses {addresses}: {error}", style="red", highlight=False, markup=False)
+            raise typer.Exit(EXIT_BAD_INPUT) from None
+        if not isinstance(machine_addresses, dict) or not all(isinstance(v, str) for v in machine_addresses.values()):
+            err.print(f"error: --addresses {addresses}: expected a mapping of machine name to address", style="red")
+            raise typer.Exit(EXIT_BAD_INPUT)
+    progress = Progress()
+    try:
+        with Live(_progress_table(progress), console=out, refresh_per_second=4, transient=True) as live:
+
+            def on_event(event) -> None:
+                progress.record(event)
+                live.update(_progress_table(progress))
+
+            result = run_provision(
+                make_plan(loaded.spec),
+                addresses=machine_addresses,
+                check=check,
+                limit=limit,
+                tags=tags,
+                on_event=on_event,
+            )
+    except ProvisionError as error:
+        err.print(f"error: {error}", style="red", highlight=False, markup=False)
+        raise typer.Exit(EXIT_BAD_INPUT) from None
+    recap = Table("host", "ok", "changed", "unreachable", "failed", "skipped", title=f"{loaded.name}: {result.status}")
+    recap.add_column("last error", overflow="fold")
+    for host, counts in result.recap.items():
+        failed = counts["failures"] or counts["dark"]
+        row = [str(counts[k]) for k in ("ok", "changed", "dark", "failures", "skipped")]
+        recap.add_row(f"[red]{host}[/]" if failed else host, *row, progress.host(host).last_error if failed else "")
+    out.print(recap)
+    if not result.succeeded:
+        raise typer.Exit(EXIT_FAILED)
+
+
+def _progress_table(progress) -> Table:
+    table = Table("host", "task", "ok", "changed", "failed", title="converging")
+    for host, state in sorted(progress.hosts.items()):
+        failed = state.failed + state.unreachable
+        table.add_row(host, state.task, str(state.ok), str(state.changed), f"[red]{failed}[/]" if failed else "0")
+    return table
+
+
 def _render_files(spec) -> dict[str, bytes]:
     from gpucluster.render import render as render_bundle
 

@@ -33,4 +33,9 @@ def run() -> Plan:
         from gpucluster.aws.program import build
 
         build(plan)
+    if spec.platform == "onprem":
+        from gpucluster.onprem.convergence import Convergence
+
+        convergence = Convergence(plan)
+        pulumi.export("converged", convergence.run.recap)
     return plan
