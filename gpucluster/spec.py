@@ -692,6 +692,9 @@ IamPrincipalArn = Annotated[
 ]
 
 
+MachineImage = Literal["ubuntu-24.04", "debian-12"]
+
+
 class AwsSpec(SpecModel):
     region: Region = Field(description="AWS region; matches aws:region.")
     availability_zones: list[str] = Field(min_length=2, description="At least two, as EKS requires.")
@@ -710,6 +713,16 @@ class AwsSpec(SpecModel):
         default_factory=list, description="IAM roles/users granted cluster admin through EKS access entries."
     )
     owner: str | None = Field(None, max_length=256, description="Value of the owner tag on every AWS resource.")
+    ssh_public_key: str | None = Field(
+        None,
+        pattern=r"^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(256|384|521)) [A-Za-z0-9+/]+={0,3}( [^\n]*)?$",
+        description="hybrid: the OpenSSH public key Ansible logs in with (the private key stays with you).",
+    )
+    admin_cidrs: list[Cidr] = Field(
+        default_factory=list,
+        description="hybrid: the only addresses allowed to SSH to the machines and reach the Kubernetes API.",
+    )
+    machine_image: MachineImage = Field("ubuntu-24.04", description="hybrid: the machines' OS image.")
     tags: dict[str, str] = Field(default_factory=dict, description="Extra tags on every AWS resource.")
 
 
@@ -1640,6 +1653,8 @@ def _aws_rules(spec: ClusterSpec):
         message = "Karpenter runs on the system pool's nodes (GPU pools become its NodePools); add a system_pool"
         yield Violation(("system_pool",), None, message)
     aws = spec.aws
+    if aws is not None:
+        yield from _hybrid_machine_rules(spec.platform, aws)
     if aws is not None and aws.endpoint_access == "private" and aws.public_access_cidrs is not None:
         yield Violation(
             ("aws", "public_access_cidrs"),
@@ -1902,6 +1917,7 @@ def _repels(taint: Taint) -> bool:
     return taint.effect in ("NoSchedule", "NoExecute")
 
 
+<<<<<<< HEAD
 def whole_gpus_per_node(pool: NodePool) -> int:
     """GPUs in the pool's largest machine (the preferred instance type's on AWS)."""
     types = catalog().instance_types
@@ -1953,3 +1969,22 @@ def _autoscaling_rules(spec: ClusterSpec):
     if workloads and not spec.monitoring.enabled:
         message = "GPU autoscaling reads DCGM metrics from the monitoring stack; enable monitoring"
         yield Violation(("autoscaling", "workloads"), "<list>", message)
+=======
+def _hybrid_machine_rules(platform: str, aws: AwsSpec):
+    """Hybrid machines are reached over SSH with the spec's key, from the spec's admin addresses only."""
+    if platform != "hybrid":
+        for field, value in (("ssh_public_key", aws.ssh_public_key), ("admin_cidrs", aws.admin_cidrs)):
+            if value:
+                yield Violation(
+                    ("aws", field), "<set>", "only hybrid stacks provision machines to log in to; remove it"
+                )
+        return
+    if aws.ssh_public_key is None:
+        yield Violation(("aws", "ssh_public_key"), None, "hybrid machines need the public key Ansible logs in with")
+    if not aws.admin_cidrs:
+        yield Violation(("aws", "admin_cidrs"), [], "name the addresses allowed to SSH and to reach the API")
+    for index, cidr in enumerate(aws.admin_cidrs):
+        if cidr.prefixlen < 8:
+            message = "opens SSH and the Kubernetes API to a large part of the internet; name your own addresses"
+            yield Violation(("aws", "admin_cidrs", index), str(cidr), message)
+>>>>>>> 3c087a0 (Hybrid (seed 003): EC2 machines with pulumi-aws (VPC, key pair, admin-only security group, IMDSv2, encrypted disks) converged by the roles; provision converges a real test host twice through ansible-runner)

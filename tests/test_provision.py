@@ -128,3 +128,37 @@ def test_bad_addresses_file_is_bad_input(tmp_path):
     stack = str(ROOT / "stacks/Pulumi.hybrid-crio.yaml")
     result = runner.invoke(app, ["provision", "--stack", stack, "--addresses", str(addresses)])
     assert result.exit_code == 2 and "expected a mapping" in result.output
+
+
+def test_provision_converges_a_real_test_host_twice_through_ansible_runner(tmp_path):
+    """ansible/site.yml's node_prep layer on a debootstrapped Debian 12 host, through ``provision``: the second
+    run changes nothing. (The full converge, every layer, is tests/test_converge.py's, with ansible-playbook.)"""
+    from testhost import build_base, chroot_host, missing_requirement, new_host
+
+    from gpucluster.onprem.provision import provision
+    from gpucluster.plan import make_plan
+    from stacks import spec_of
+
+    reason = missing_requirement()
+    if reason:
+        pytest.skip(reason)
+    try:
+        base = build_base()
+    except RuntimeError as error:
+        pytest.skip(str(error))
+    root = new_host(base, tmp_path / "root")
+    real_inventory = provision_module.inventory
+
+    def test_host_inventory(plan, addresses=None):
+        data = real_inventory(plan, addresses)
+        data["all"]["hosts"]["jw2"].update(chroot_host(root))
+        return data
+
+    plan = make_plan(spec_of("onprem-kubeadm"))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(provision_module, "inventory", test_host_inventory)
+        runs = [provision(plan, limit="jw2", tags="node_prep") for _ in range(2)]
+    assert all(run.succeeded for run in runs), [run.recap for run in runs]
+    assert runs[0].recap["jw2"]["changed"] > 0
+    assert runs[1].recap["jw2"]["changed"] == 0
+    assert (root / "etc/modules-load.d").is_dir()

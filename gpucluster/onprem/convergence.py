@@ -41,6 +41,13 @@ def files_fingerprint(*directories: Path) -> str:
     return digest.hexdigest()
 
 
+def with_connection(data: dict[str, Any], connection: Mapping[str, str]) -> dict[str, Any]:
+    """The inventory with ``connection`` added to its cluster-wide variables."""
+    if connection:
+        data["all"]["vars"] = {**data["all"].get("vars", {}), **connection}
+    return data
+
+
 class AnsibleProvider(pulumi.dynamic.ResourceProvider):
     """Runs the playbook on create and on every update of the converge inputs."""
 
@@ -78,11 +85,16 @@ class Convergence(pulumi.ComponentResource):
         self,
         plan: Plan,
         addresses: pulumi.Input[Mapping[str, str]] | None = None,
+        connection: Mapping[str, str] | None = None,
         opts: pulumi.ResourceOptions | None = None,
     ):
+        """``addresses``: machine name -> address of machines Pulumi created (hybrid); ``connection``: Ansible
+        connection settings for all of them (e.g. the image's login user)."""
         name = plan.spec.name
         super().__init__("gpucluster:onprem:Convergence", name, None, opts)
-        machines = pulumi.Output.from_input(addresses or {}).apply(lambda known: inventory(plan, known))
+        machines = pulumi.Output.from_input(addresses or {}).apply(
+            lambda known: with_connection(inventory(plan, known), connection or {})
+        )
         props = {
             "cluster": name,
             "inventory": machines,

@@ -52,6 +52,8 @@ def _cloud_outputs(type_: str, name: str, inputs: dict) -> dict:
         return {"arn": arn, "resources": [{"autoscalingGroups": [{"name": f"eks-{name}-asg"}]}]}
     if type_ == "aws:ec2/launchTemplate:LaunchTemplate":
         return {"arn": arn, "latestVersion": 1}
+    if type_ == "aws:ec2/instance:Instance":  # an address from the documentation range
+        return {"arn": arn, "publicIp": f"203.0.113.{sum(map(ord, name)) % 250 + 1}", "privateIp": "10.0.0.10"}
     if type_ == "aws:sqs/queue:Queue":
         return {"arn": arn, "url": f"https://sqs.mock.amazonaws.com/{FAKE_ACCOUNT}/{name}"}
     return {"arn": arn} if type_.startswith("aws:") else {}
@@ -64,6 +66,8 @@ class OfflineMocks(pulumi.runtime.Mocks):
     def call(self, args: pulumi.runtime.MockCallArgs):
         if args.token == "aws:ssm/getParameter:getParameter":
             return {"name": args.args["name"], "value": f"<resolved at deploy: {args.args['name']}>", "type": "String"}
+        if args.token == "aws:ec2/getAmi:getAmi":
+            return {"id": "<resolved at deploy: newest matching AMI>", "imageId": "<resolved at deploy>"}
         if args.token == "aws:eks/getAddonVersion:getAddonVersion":
             return {"addonName": args.args["addonName"], "version": "<latest for the Kubernetes version>"}
         return {}

@@ -33,9 +33,15 @@ def run() -> Plan:
         from gpucluster.aws.program import build
 
         build(plan)
-    if spec.platform == "onprem":
+    if spec.platform in ("onprem", "hybrid"):
         from gpucluster.onprem.convergence import Convergence
 
-        convergence = Convergence(plan)
+        addresses, connection = None, None
+        if spec.platform == "hybrid":
+            from gpucluster.aws.hybrid import build_machines
+
+            addresses, connection = build_machines(plan)
+            pulumi.export("machine_addresses", addresses)
+        convergence = Convergence(plan, addresses, connection)
         pulumi.export("converged", convergence.run.recap)
     return plan
