@@ -1917,7 +1917,6 @@ def _repels(taint: Taint) -> bool:
     return taint.effect in ("NoSchedule", "NoExecute")
 
 
-<<<<<<< HEAD
 def whole_gpus_per_node(pool: NodePool) -> int:
     """GPUs in the pool's largest machine (the preferred instance type's on AWS)."""
     types = catalog().instance_types
@@ -1969,7 +1968,8 @@ def _autoscaling_rules(spec: ClusterSpec):
     if workloads and not spec.monitoring.enabled:
         message = "GPU autoscaling reads DCGM metrics from the monitoring stack; enable monitoring"
         yield Violation(("autoscaling", "workloads"), "<list>", message)
-=======
+
+
 def _hybrid_machine_rules(platform: str, aws: AwsSpec):
     """Hybrid machines are reached over SSH with the spec's key, from the spec's admin addresses only."""
     if platform != "hybrid":
@@ -1987,4 +1987,3 @@ def _hybrid_machine_rules(platform: str, aws: AwsSpec):
         if cidr.prefixlen < 8:
             message = "opens SSH and the Kubernetes API to a large part of the internet; name your own addresses"
             yield Violation(("aws", "admin_cidrs", index), str(cidr), message)
->>>>>>> 3c087a0 (Hybrid (seed 003): EC2 machines with pulumi-aws (VPC, key pair, admin-only security group, IMDSv2, encrypted disks) converged by the roles; provision converges a real test host twice through ansible-runner)
