@@ -157,7 +157,7 @@ class Booted:
         self.leader = 0
 
     def __enter__(self) -> Booted:
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 90  # generous: the machine may be busy with other tests
         children = Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children")
         while not self.leader and time.monotonic() < deadline:
             found = children.read_text().split() if children.exists() else []
@@ -174,7 +174,7 @@ class Booted:
             timeout=60,
         )
 
-    def wait_active(self, unit: str, seconds: float = 60) -> str:
+    def wait_active(self, unit: str, seconds: float = 180) -> str:
         deadline = time.monotonic() + seconds
         state = ""
         while time.monotonic() < deadline:
