@@ -6,54 +6,38 @@ import sys
 import textwrap
 from pathlib import Path
 
-import pulumi
 import pytest
+from test_aws_program import stack_config
 
 from gpucluster.onprem.convergence import TEMPLATES_DIR, AnsibleProvider, Convergence, files_fingerprint
 from gpucluster.onprem.provision import ANSIBLE_DIR
 from gpucluster.plan import make_plan
+from gpucluster.program.offline import evaluate
 from stacks import spec_of
 
 ANSIBLE_PLAYBOOK = Path(sys.executable).parent / "ansible-playbook"
 
 
-class InputMocks(pulumi.runtime.Mocks):
-    def __init__(self):
-        self.resources: dict[str, tuple[str, dict]] = {}
-
-    def new_resource(self, args: pulumi.runtime.MockResourceArgs):
-        self.resources[args.name] = (args.typ, dict(args.inputs))
-        return [f"{args.name}-id", args.inputs]
-
-    def call(self, args: pulumi.runtime.MockCallArgs):
-        return {}
-
-
-@pulumi.runtime.test
 def test_convergence_runs_the_site_playbook_on_every_machine_of_the_stack():
-    mocks = InputMocks()
-    pulumi.runtime.set_mocks(mocks, project="gpucluster", stack="onprem-dgx", preview=False)
-    convergence = Convergence(make_plan(spec_of("onprem-dgx")))
-
-    def check(_):
-        typ, inputs = mocks.resources["dgx-site"]
-        assert typ == "pulumi-python:dynamic:Resource"
-        assert set(inputs["inventory"]["all"]["hosts"]) == {
-            "master1",
-            "master2",
-            "master3",
-            "dgx01",
-            "dgx02",
-            "dgx03",
-            "dgx04",
-            "dgx05",
-            "dgx06",
-        }
-        assert inputs["fingerprint"] == files_fingerprint(ANSIBLE_DIR, TEMPLATES_DIR)
-        assert inputs["playbook"].endswith("ansible/site.yml")
-        assert mocks.resources["dgx"][0] == "gpucluster:onprem:Convergence"
-
-    return convergence.run.urn.apply(check)
+    config = stack_config("onprem-dgx")
+    plan = make_plan(spec_of("onprem-dgx"))
+    registered = {r.name: r for r in evaluate("onprem-dgx", config, lambda: Convergence(plan))}
+    run = registered["dgx-site"]
+    assert run.type == "pulumi-python:dynamic:Resource"
+    assert set(run.inputs["inventory"]["all"]["hosts"]) == {
+        "master1",
+        "master2",
+        "master3",
+        "dgx01",
+        "dgx02",
+        "dgx03",
+        "dgx04",
+        "dgx05",
+        "dgx06",
+    }
+    assert run.inputs["fingerprint"] == files_fingerprint(ANSIBLE_DIR, TEMPLATES_DIR)
+    assert run.inputs["playbook"].endswith("ansible/site.yml")
+    assert registered["dgx"].type == "gpucluster:onprem:Convergence"
 
 
 def test_fingerprint_follows_every_file(tmp_path):
