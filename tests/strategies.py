@@ -46,6 +46,7 @@ EFA_TYPES_BY_GPU = {
 NON_EFA_TYPES = sorted(n for n, t in INSTANCE_TYPES.items() if not t.efa_interfaces)
 
 PLATFORMS = ("aws", "onprem", "hybrid")
+HYBRID_SSH_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIE1pNq0JYyJxwzG0bdxlQzXW0tI6rQx1a3m9m4rN3Tq7 test@example"
 REGIONS = ("us-east-1", "us-west-2", "eu-west-1", "eu-central-1", "ap-northeast-1", "us-gov-west-1")
 CONTROL_PLANE_TYPES = ("m6i.xlarge", "m7i.2xlarge", "c6i.4xlarge")
 FABRICS = {
@@ -355,6 +356,10 @@ def valid_specs(draw, platforms: tuple[str, ...] = PLATFORMS) -> dict:
     if platform != "onprem":
         raw["aws"] = draw(aws_sections())
         zones = raw["aws"]["availability_zones"]
+    if platform == "hybrid":  # machines Ansible logs in to, from the admins' addresses only
+        raw["aws"]["ssh_public_key"] = HYBRID_SSH_KEY
+        raw["aws"]["admin_cidrs"] = [draw(st.sampled_from(["198.51.100.0/24", "203.0.113.7/32"]))]
+        raw["aws"]["machine_image"] = draw(st.sampled_from(["ubuntu-24.04", "debian-12"]))
 
     # Pool kinds first: fabric efa needs an EFA pool, which must be made of instance types.
     pool_count = draw(st.integers(1, 3))
