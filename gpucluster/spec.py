@@ -758,13 +758,18 @@ class IngressSpec(SpecModel):
 class GuardianSpec(SpecModel):
     """The thermal guardian (seed 001): evicts the pods on a GPU above the limit and cordons the node."""
 
-    enabled: bool = Field(False, description="Run the guardian on every GPU node (a DaemonSet).")
+    enabled: bool = Field(
+        False,
+        description="Run the guardian on every GPU node: a DaemonSet, or on on-prem/hybrid clusters "
+        "with monitoring disabled a systemd service on the hosts (ansible role guardian).",
+    )
     limit_celsius: int = Field(75, ge=40, le=100, description="Act when a GPU is hotter than this (°C).")
     interval_seconds: int = Field(30, ge=5, le=3600, description="How often each GPU is read.")
     image: str | None = Field(
         None,
         pattern=r"^[a-z0-9]+([._/:-][a-zA-Z0-9_.-]+)*(:[A-Za-z0-9_.-]+|@sha256:[0-9a-f]{64})$",
-        description="The guardian image (built from images/guardian/Dockerfile), pinned by tag or digest.",
+        description="The guardian image (built from images/guardian/Dockerfile), pinned by tag or digest; "
+        "required for the DaemonSet.",
     )
 
 
@@ -1864,9 +1869,11 @@ def _backup_rules(spec: ClusterSpec):
 
 
 def _guardian_rules(spec: ClusterSpec):
+    from gpucluster.onprem.inventory import guardian_on_hosts  # imported on use: it imports this module
+
     guardian = spec.monitoring.guardian
     path = ("monitoring", "guardian", "image")
-    if guardian.enabled and guardian.image is None:
+    if guardian.enabled and guardian.image is None and not guardian_on_hosts(spec):  # host mode runs no image
         yield Violation(path, None, "name the guardian image you built from images/guardian/Dockerfile")
     if guardian.image and guardian.image.endswith(":latest"):
         yield Violation(path, guardian.image, "pin a version tag or digest; 'latest' drifts")

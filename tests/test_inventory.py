@@ -128,3 +128,29 @@ def test_cli_writes_the_rendered_inventory_and_refuses_foreign_files(tmp_path, m
     aws = runner.invoke(app, ["inventory", "--stack", "eks-t4", "--out", str(tmp_path / "c")])
     assert aws.exit_code == 2
     assert not (tmp_path / "c").exists()
+
+
+@pytest.mark.parametrize(
+    ("platform", "monitoring", "guardian", "on_hosts"),
+    [
+        ("onprem", False, True, True),  # no Kubernetes-side monitoring: the host service
+        ("onprem", True, True, False),  # monitoring on: the DaemonSet
+        ("onprem", False, False, False),  # guardian off: neither
+        ("hybrid", False, True, True),
+    ],
+)
+def test_the_guardian_runs_either_on_the_host_or_as_a_daemonset_never_both(platform, monitoring, guardian, on_hosts):
+    stack = "onprem-kubeadm" if platform == "onprem" else "hybrid-crio"
+    raw = spec_of(stack).model_dump(mode="json")
+    raw["monitoring"]["enabled"] = monitoring
+    raw["monitoring"]["guardian"] = {"enabled": guardian, "limit_celsius": 80, "interval_seconds": 15}
+    if guardian and monitoring:
+        raw["monitoring"]["guardian"]["image"] = "ghcr.io/example/guardian:1.0"
+    spec = ClusterSpec.model_validate(raw)
+    bundle = render(spec).files()
+    hosts_vars = inventory(make_plan(spec))["all"]["vars"]
+    daemonset = any(b"kind: DaemonSet" in body and b"gpucluster-guardian" in body for body in bundle.values())
+    assert hosts_vars["guardian_host_service"] is on_hosts
+    assert daemonset is (guardian and not on_hosts)
+    assert (hosts_vars["guardian_limit_celsius"], hosts_vars["guardian_interval_seconds"]) == (80, 15)
+    assert hosts_vars["guardian_package"].startswith("gpucluster==")

@@ -11,6 +11,7 @@ operator's own operands use.
 from __future__ import annotations
 
 from gpucluster.guardian import METRICS_PORT
+from gpucluster.onprem import inventory as onprem  # a module: onprem.inventory imports gpucluster.render too
 from gpucluster.plan import POOL_LABEL, Plan
 from gpucluster.render.gpu import pool_tolerations
 from gpucluster.render.k8s import k8s_object
@@ -22,7 +23,7 @@ RBAC = "rbac.authorization.k8s.io"
 
 def guardian_objects(plan: Plan) -> list[dict]:
     guardian = plan.spec.monitoring.guardian
-    if not guardian.enabled:
+    if not guardian.enabled or onprem.guardian_on_hosts(plan.spec):  # host mode: the ansible role runs it instead
         return []
     labels = {"app.kubernetes.io/name": GUARDIAN_NAME}
     rules = [
