@@ -304,7 +304,7 @@ SYSTEM_NAMESPACES = (
     VELERO_NAMESPACE,
     NETWORK_OPERATOR_NAMESPACE,
     KUEUE_NAMESPACE,
-    "nginx-ingress",
+    "ingress-nginx",  # the community ingress-nginx controller's usual namespace
     "calico-system",
     "calico-apiserver",
     "tigera-operator",

@@ -1501,3 +1501,11 @@ def test_control_plane_endpoint_is_host_and_port(load_raw, endpoint):
 @pytest.mark.parametrize("endpoint", ["10.0.0.10:6443", "[fd00::10]:6443", "API.example.com:443", "lb:1"])
 def test_control_plane_endpoint_accepts_ips_names_and_ports(load_raw, endpoint):
     assert_valid(apply(load_raw("onprem-dgx"), {(*CP, "endpoint"): endpoint}))
+
+
+def test_reserved_namespaces_cover_cni_and_platform_add_ons():
+    from gpucluster.spec import SYSTEM_NAMESPACES
+
+    assert len(set(SYSTEM_NAMESPACES)) == len(SYSTEM_NAMESPACES)
+    for namespace in ("calico-system", "tigera-operator", "kube-flannel", "cilium", "cert-manager", "ingress-nginx"):
+        assert namespace in SYSTEM_NAMESPACES
