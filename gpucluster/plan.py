@@ -186,6 +186,15 @@ class Plan:
         return ()
 
     @property
+    def host_container_toolkit_config(self) -> dict[str, bool]:
+        """Top-level keys the back ends set in ``/etc/nvidia-container-runtime/config.toml`` of a host toolkit
+        (the bare-metal role; on EKS the GPU AMI's, through node user data). Empty when the GPU operator
+        manages the toolkit: its values carry them as installer env."""
+        if self.spec.gpu_stack.toolkit != "host":
+            return {}
+        return dict(CONTAINER_TOOLKIT_SETTINGS)
+
+    @property
     def host_nccl_conf(self) -> dict[str, str]:
         """``/etc/nccl.conf`` the bare-metal back end writes on pool hosts, for NCCL runs outside pods.
 

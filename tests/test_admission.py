@@ -250,3 +250,7 @@ def test_with_cdi_the_operator_keeps_its_cdi_device_list_strategy():
 def test_toolkit_settings_are_a_plan_fact_for_host_toolkits():
     assert CONTAINER_TOOLKIT_SETTINGS["accept-nvidia-visible-devices-envvar-when-unprivileged"] is False
     assert CONTAINER_TOOLKIT_SETTINGS["accept-nvidia-visible-devices-as-volume-mounts"] is True
+    assert make_plan(spec_of("onprem-dgx")).host_container_toolkit_config == CONTAINER_TOOLKIT_SETTINGS
+    raw = spec_of("onprem-dgx").model_dump(mode="json")
+    raw["gpu_stack"]["toolkit"] = "operator"
+    assert make_plan(ClusterSpec.model_validate(raw)).host_container_toolkit_config == {}
