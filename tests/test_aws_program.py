@@ -11,6 +11,8 @@ from collections.abc import Callable
 import pulumi
 import pytest
 import yaml
+from pulumi.runtime.settings import get_root_resource
+from pulumi.runtime.sync_await import _sync_await
 
 from gpucluster.catalog import catalog
 from gpucluster.plan import make_plan
@@ -416,6 +418,31 @@ def test_every_rendered_release_and_manifest_is_deployed(program):
     rendered = [o for groups in (bundle.manifests, bundle.custom_resources) for g in groups.values() for o in g]
     key = lambda o: (o["kind"], o["metadata"].get("namespace", ""), o["metadata"]["name"])  # noqa: E731
     assert sorted(map(key, objects)) == sorted(map(key, rendered))
+
+
+def test_stack_outputs_name_the_cluster_its_node_groups_and_a_secret_kubeconfig():
+    program = evaluated("eks-t4")
+    outputs = get_root_resource().outputs
+    assert _sync_await(outputs["cluster_name"].future()) == program.cluster
+    kubeconfig = outputs["kubeconfig"]
+    assert _sync_await(kubeconfig.is_secret()) is True
+    config = json.loads(_sync_await(kubeconfig.future()))
+    (cluster,) = config["clusters"]
+    assert cluster["cluster"]["server"] == _sync_await(outputs["endpoint"].future())
+    (user,) = config["users"]
+    assert user["user"]["exec"]["args"] == [
+        "eks",
+        "get-token",
+        "--cluster-name",
+        program.cluster,
+        "--region",
+        "us-east-1",
+        "--output",
+        "json",
+    ]
+    groups = {name: _sync_await(value.future()) for name, value in outputs["node_groups"].items()}
+    (pool,) = program.plan.pools
+    assert groups == {"system": f"{program.cluster}-system-mock", pool.name: f"{program.cluster}-{pool.name}"}
 
 
 # --- bad input ------------------------------------------------------------------------------------------

@@ -49,7 +49,11 @@ def _cloud_outputs(type_: str, name: str, inputs: dict) -> dict:
             "vpcConfig": {**inputs.get("vpcConfig", {}), "clusterSecurityGroupId": f"sg-{name}-cluster"},
         }
     if type_ == "aws:eks/nodeGroup:NodeGroup":
-        return {"arn": arn, "resources": [{"autoscalingGroups": [{"name": f"eks-{name}-asg"}]}]}
+        return {
+            "arn": arn,
+            "nodeGroupName": f"{name}-mock",
+            "resources": [{"autoscalingGroups": [{"name": f"eks-{name}-asg"}]}],
+        }
     if type_ == "aws:ec2/launchTemplate:LaunchTemplate":
         return {"arn": arn, "latestVersion": 1}
     if type_ == "aws:ec2/instance:Instance":  # an address from the documentation range
