@@ -12,6 +12,7 @@ from gpucluster.render.ingress import (
     alb_ingress,
     ingress_releases,
 )
+from gpucluster.render.namespaces import namespaces
 from gpucluster.spec import INGRESS_NAMESPACE, ClusterSpec
 from gpucluster.stackfile import SpecError, parse_spec
 from gpucluster.validate import _chart_defaults
@@ -65,6 +66,9 @@ def test_the_maintained_f5_controller_replaces_the_retired_ingress_nginx():
     assert nginx.namespace == INGRESS_NAMESPACE == "nginx-ingress"
     controller = nginx.values["controller"]
     assert controller["telemetryReporting"] == {"enable": False}
+    assert controller["readOnlyRootFilesystem"] is True
+    [namespace] = [n for n in namespaces(make_plan(eks_t4("service"))) if n["metadata"]["name"] == INGRESS_NAMESPACE]
+    assert namespace["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
     assert controller["podDisruptionBudget"] == {"enabled": True, "minAvailable": 1}
 
 

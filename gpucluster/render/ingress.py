@@ -62,7 +62,8 @@ def _controller_service(spec: ClusterSpec) -> dict:
 
 
 def _nginx_ingress_values(plan: Plan) -> dict:
-    """Two replicas with the chart's PodDisruptionBudget, no telemetry to F5, metrics when monitoring is on
+    """Two replicas with the chart's PodDisruptionBudget, a read-only root filesystem (the chart then mounts
+    emptyDirs for nginx's writable paths), no telemetry to F5, metrics when monitoring is on
     (a ServiceMonitor only where its CRD is installed). Behind an ALB, nginx health-checks on
     ``/nginx-health`` and takes the client address from X-Forwarded-For when the ALB (in the VPC) sent it."""
     spec = plan.spec
@@ -71,6 +72,7 @@ def _nginx_ingress_values(plan: Plan) -> dict:
         "podDisruptionBudget": {"enabled": True, "minAvailable": 1},
         "service": _controller_service(spec),
         "telemetryReporting": {"enable": False},
+        "readOnlyRootFilesystem": True,
     }
     if spec.ingress.load_balancer == "alb":
         assert spec.aws is not None, "the spec requires an aws section wherever an ALB is allowed"

@@ -34,7 +34,9 @@ def namespaces(plan: Plan) -> list[dict]:
     if plan.spec.monitoring.enabled:
         objects.append(_namespace(MONITORING_NAMESPACE, "privileged"))
     if plan.spec.ingress.controller == "nginx":
-        objects.append(_namespace(INGRESS_NAMESPACE, "baseline"))
+        # The F5 controller's pods meet "restricted": non-root, no privilege escalation, all capabilities
+        # dropped but NET_BIND_SERVICE, RuntimeDefault seccomp (chart 2.7.0 controller-deployment.yaml).
+        objects.append(_namespace(INGRESS_NAMESPACE, "restricted"))
     velero = plan.spec.backups.velero
     if velero.enabled:
         # The node agent reads volumes through host paths, which only "privileged" admits.
