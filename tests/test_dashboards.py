@@ -77,4 +77,11 @@ def test_every_query_parses_in_promtool(tmp_path):
 
 
 def test_no_dashboards_without_monitoring():
-    assert monitoring_objects(make_plan(spec_of("eks-t4", monitoring={"enabled": False}))) == []
+    assert (
+        monitoring_objects(
+            make_plan(
+                spec_of("eks-t4", monitoring={"enabled": False}, autoscaling={"node_autoscaler": "cluster-autoscaler"})
+            )
+        )
+        == []
+    )

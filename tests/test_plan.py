@@ -68,4 +68,5 @@ def test_workloads_run_in_tenant_namespaces_or_default():
     assert plan_of("eks-h100").workload_namespaces == ("llm-training", "research")
     raw = plan_of("eks-t4").spec.model_dump(mode="json")
     raw["tenants"] = []
+    raw["autoscaling"]["workloads"] = []  # its workload names the tenant's namespace
     assert make_plan(ClusterSpec.model_validate(raw)).workload_namespaces == ("default",)

@@ -211,6 +211,8 @@ def test_service_monitor_comes_with_the_release_that_installs_its_crd():
     plan = make_plan(spec_of("eks-t4"))
     assert plan.spec.monitoring.enabled and plan.installs_prometheus_operator
     assert gpu.operator_values(plan)["dcgmExporter"]["serviceMonitor"]["enabled"] is True
-    plain = make_plan(spec_of("eks-t4", monitoring={"enabled": False}))
+    plain = make_plan(
+        spec_of("eks-t4", monitoring={"enabled": False}, autoscaling={"node_autoscaler": "cluster-autoscaler"})
+    )
     assert not plain.installs_prometheus_operator
     assert gpu.operator_values(plain)["dcgmExporter"]["serviceMonitor"] == {"enabled": False}

@@ -100,7 +100,7 @@ def test_dcgm_exporter_runs_in_kubernetes_mode_and_keeps_pod_labels():
 
 
 def test_without_monitoring_no_stack_and_every_monitor_off():
-    spec = spec_of("eks-t4", monitoring={"enabled": False})
+    spec = spec_of("eks-t4", monitoring={"enabled": False}, autoscaling={"node_autoscaler": "cluster-autoscaler"})
     bundle = render(spec)
     assert monitoring_releases(make_plan(spec)) == []
     by_name = {release.name: release for release in bundle.releases}

@@ -181,7 +181,7 @@ def test_default_deny_in_every_workload_namespace(stack):
 
 
 def test_without_tenants_the_default_namespace_is_isolated():
-    policies = policies_by_namespace(spec_of("eks-t4", tenants=[]))
+    policies = policies_by_namespace(spec_of("eks-t4", tenants=[], autoscaling={}))
     assert list(policies) == ["default"]
     assert "default-deny" in policies["default"]
 
@@ -212,7 +212,9 @@ def test_ingress_controller_and_monitoring_allowed_only_when_present():
     scraper = with_nginx["allow-monitoring"]["spec"]["ingress"][0]["from"][0]
     assert scraper == {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": MONITORING_NAMESPACE}}}
 
-    plain = policies_by_namespace(spec_of("eks-t4", ingress={"controller": "none"}, monitoring={"enabled": False}))
+    plain = policies_by_namespace(
+        spec_of("eks-t4", ingress={"controller": "none"}, monitoring={"enabled": False}, autoscaling={})
+    )
     assert "allow-ingress-controller" not in plain["gpu-orchestrator"]
     assert "allow-monitoring" not in plain["gpu-orchestrator"]
 
