@@ -18,6 +18,7 @@ from gpucluster.aws.cost import HOURS_PER_MONTH, PriceFileError, load_prices, on
 from gpucluster.catalog import catalog
 from gpucluster.cli import app
 from gpucluster.plan import make_plan
+from gpucluster.render.aws_nodes import ami_parameter
 from stacks import ROOT, spec_of
 
 runner = CliRunner()
@@ -143,7 +144,7 @@ def test_missing_gpu_ami_fails(aws):
 
 def test_present_gpu_ami_passes():
     ssm = _client("ssm")
-    name = pf.gpu_ami_parameter("1.33")
+    name = ami_parameter("1.33", "nvidia", "image_id")
     with Stubber(ssm) as stub:
         stub.add_response("get_parameter", {"Parameter": {"Name": name, "Value": "ami-0abc"}}, {"Name": name})
         (finding,) = pf.check_ami(make_plan(spec_of("eks-t4")), ssm)
@@ -180,7 +181,7 @@ class _StubbedSession:
         for code in ("L-DB2E81BA", "L-3819A6DF"):
             response = {"Quota": {"QuotaCode": code, "Value": quota}}
             self.stubs["service-quotas"].add_response("get_service_quota", response)
-        parameter = {"Parameter": {"Name": pf.gpu_ami_parameter("1.33"), "Value": "ami-0abc"}}
+        parameter = {"Parameter": {"Name": ami_parameter("1.33", "nvidia", "image_id"), "Value": "ami-0abc"}}
         self.stubs["ssm"].add_response("get_parameter", parameter)
         versions = {"clusterVersions": [{"clusterVersion": "1.33", "versionStatus": "STANDARD_SUPPORT"}]}
         self.stubs["eks"].add_response("describe_cluster_versions", versions)

@@ -29,6 +29,7 @@ from gpucluster.render.aws_nodes import (
     IMDS_HOP_LIMIT,
     NTH_MANAGED_TAG,
     ROOT_DEVICE,
+    ami_parameter,
     cluster_autoscaler_tags,
 )
 from gpucluster.render.k8s import to_yaml
@@ -42,11 +43,6 @@ NODE_POLICIES = [
 MNG_TAINT_EFFECTS = {"NoSchedule": "NO_SCHEDULE", "PreferNoSchedule": "PREFER_NO_SCHEDULE", "NoExecute": "NO_EXECUTE"}
 TERMINATION_HOOK = "drain-before-termination"
 SYSTEM_DISK_GIB = 50
-
-
-def ami_parameter(version: str, variant: str, field: str) -> str:
-    """Public SSM parameter of the EKS-optimized AL2023 AMI (variant ``standard`` or ``nvidia``)."""
-    return f"/aws/service/eks/optimized-ami/{version}/amazon-linux-2023/x86_64/{variant}/recommended/{field}"
 
 
 def _ssm_value(name: str, parent: pulumi.Resource) -> pulumi.Output[str]:

@@ -17,6 +17,7 @@ from typing import Any
 from gpucluster.aws.cost import on_demand_nodes
 from gpucluster.catalog import catalog
 from gpucluster.plan import Plan, PoolPlan
+from gpucluster.render.aws_nodes import ami_parameter
 
 # EC2 vCPU quotas (Service Quotas, service code "ec2") by instance family letter and purchase option.
 VCPU_QUOTAS = {
@@ -26,11 +27,6 @@ VCPU_QUOTAS = {
     ("p", "spot"): ("L-7212CCBC", "All P Spot Instance Requests"),
 }
 GOOD_SPOT_SCORE = 5  # AWS scores 1-10; below this a spot request is unlikely to be fulfilled
-
-
-def gpu_ami_parameter(kubernetes_version: str) -> str:
-    """The public SSM parameter naming the EKS-optimized Amazon Linux 2023 NVIDIA AMI for a Kubernetes version."""
-    return f"/aws/service/eks/optimized-ami/{kubernetes_version}/amazon-linux-2023/x86_64/nvidia/recommended/image_id"
 
 
 @dataclass(frozen=True)
@@ -165,7 +161,7 @@ def check_spot_placement(plan: Plan, ec2: Any) -> list[Finding]:
 
 def check_ami(plan: Plan, ssm: Any) -> list[Finding]:
     version = plan.spec.kubernetes.version
-    name = gpu_ami_parameter(version)
+    name = ami_parameter(version, "nvidia", "image_id")  # the parameter the node groups read
     try:
         image = ssm.get_parameter(Name=name)["Parameter"]["Value"]
     except Exception as error:

@@ -214,3 +214,8 @@ def _node_pool(pool: PoolPlan) -> dict:
         "disruption": {"consolidationPolicy": "WhenEmpty", "consolidateAfter": "10m"},
     }
     return k8s_object("karpenter.sh/v1", "NodePool", pool.name, spec=body)
+
+
+def ami_parameter(version: str, variant: str, field: str) -> str:
+    """Public SSM parameter of the EKS-optimized AL2023 AMI (variant ``standard`` or ``nvidia``)."""
+    return f"/aws/service/eks/optimized-ami/{version}/amazon-linux-2023/x86_64/{variant}/recommended/{field}"
