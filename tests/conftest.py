@@ -38,3 +38,17 @@ def load_raw(repo_root: Path) -> Callable[[str], dict]:
         return copy.deepcopy(cache[stack_name])
 
     return load
+
+
+@pytest.fixture(scope="session")
+def bookworm_base() -> Path:
+    """The cached Debian 12 root every test host starts from (tests/testhost.py); skips without root/debootstrap."""
+    from testhost import build_base, missing_requirement
+
+    reason = missing_requirement()
+    if reason:
+        pytest.skip(reason)
+    try:
+        return build_base()
+    except RuntimeError as error:
+        pytest.skip(str(error))

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from testhost import AptCache, Booted, build_base, chroot_host, converge, missing_requirement, new_host, recap
+from testhost import AptCache, Booted, chroot_host, converge, new_host, recap
 
 from gpucluster.plan import CONTAINER_TOOLKIT_SETTINGS
 from gpucluster.render import render
@@ -33,18 +33,6 @@ FOREIGN_RUNTIME = """version = 2
 [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.kata]
   runtime_type = "io.containerd.kata.v2"
 """
-
-
-@pytest.fixture(scope="session")
-def bookworm_base() -> Path:
-    """The cached bookworm root every test host starts from."""
-    reason = missing_requirement()
-    if reason:
-        pytest.skip(reason)
-    try:
-        return build_base()
-    except RuntimeError as error:
-        pytest.skip(str(error))
 
 
 def tainted_kubeadm_spec() -> ClusterSpec:

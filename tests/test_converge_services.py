@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from testhost import ROOT, AptCache, build_base, chroot_host, converge, missing_requirement, new_host, recap
+from testhost import ROOT, AptCache, chroot_host, converge, new_host, recap
 
 from gpucluster.render import render
 from gpucluster.spec import ClusterSpec
@@ -25,17 +25,6 @@ from stacks import spec_of
 
 UNIT = "etc/systemd/system/gpucluster-guardian.service"
 BUILD_IGNORE = shutil.ignore_patterns(".git", ".venv", "build", "*.egg-info", "__pycache__", ".*_cache", "tests")
-
-
-@pytest.fixture(scope="module")
-def bookworm_base() -> Path:
-    reason = missing_requirement()
-    if reason:
-        pytest.skip(reason)
-    try:
-        return build_base()
-    except RuntimeError as error:
-        pytest.skip(str(error))
 
 
 def guardian_spec() -> ClusterSpec:

@@ -130,23 +130,16 @@ def test_bad_addresses_file_is_bad_input(tmp_path):
     assert result.exit_code == 2 and "expected a mapping" in result.output
 
 
-def test_provision_converges_a_real_test_host_twice_through_ansible_runner(tmp_path):
+def test_provision_converges_a_real_test_host_twice_through_ansible_runner(tmp_path, bookworm_base):
     """ansible/site.yml's node_prep layer on a debootstrapped Debian 12 host, through ``provision``: the second
     run changes nothing. (The full converge, every layer, is tests/test_converge.py's, with ansible-playbook.)"""
-    from testhost import build_base, chroot_host, missing_requirement, new_host
+    from testhost import chroot_host, new_host
 
     from gpucluster.onprem.provision import provision
     from gpucluster.plan import make_plan
     from stacks import spec_of
 
-    reason = missing_requirement()
-    if reason:
-        pytest.skip(reason)
-    try:
-        base = build_base()
-    except RuntimeError as error:
-        pytest.skip(str(error))
-    root = new_host(base, tmp_path / "root")
+    root = new_host(bookworm_base, tmp_path / "root")
     real_inventory = provision_module.inventory
 
     def test_host_inventory(plan, addresses=None):
